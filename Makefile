@@ -1,0 +1,36 @@
+# hier_repro: `make test` (CI) and, with later issues, `make reproduce`.
+# Every target installs what it needs into .venv first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch wheels that lie on this machine's disk; override for your own machine, e.g.
+#   make test TORCH="torch torchvision"
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+NBDEV_WORKERS ?= 2
+
+.PHONY: install sync test test-nbs test-py clean
+
+$(VENV)/.installed: settings.ini setup.py
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel setuptools
+	@$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+## sync: the exported modules must equal what nbdev_export makes of nbs/
+sync: install
+	@bash .ci/check_sync.sh $(VENV)
+
+test-nbs: sync
+	$(VENV)/bin/nbdev_test --n_workers $(NBDEV_WORKERS) --do_print --timing
+
+test-py: install
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+## test: sync check, the notebooks' asserts (nbdev_test), then pytest (its summary line ends the output)
+test: sync test-nbs test-py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
