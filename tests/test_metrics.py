@@ -247,7 +247,7 @@ def test_hs_at_r_matches_the_official_algorithm():
     assert np.allclose(hs_at_r(e, y, D100, R=40, beta=3.0), bf_hsr(e, y, D100, 40, beta=3.0), atol=1e-10)
 
 
-def test_topk_block_pruning_is_exact_with_duplicates():
+def test_neighbours_are_exact_with_duplicates():
     g = torch.Generator().manual_seed(9)
     e = F.normalize(torch.randn(50, 4, generator=g), dim=1)[torch.randint(0, 50, (2000,), generator=g)]   # many exact duplicates
     for K in (1, 37, 250):
@@ -264,11 +264,11 @@ def test_no_n_by_n_matrix(monkeypatch):
     n = 3000; y = g.integers(0, 100, n); e = g.normal(size=(n, 16)) + g.normal(size=(100, 16))[y]; s = g.normal(size=(n, 100))
     full = evaluate_hierarchy(C100, emb=e, y=y, scores=s)
     seen, orig = [], M._topk_rows
-    monkeypatch.setattr(M, '_topk_rows', lambda S, K, b: seen.append(S.numel()) or orig(S, K, b))
+    monkeypatch.setattr(M, '_topk_rows', lambda S, K: seen.append(S.numel()) or orig(S, K))
     monkeypatch.setattr(M, 'CHUNK_ELEMENTS', 2 ** 18)
     small = evaluate_hierarchy(C100, emb=e, y=y, scores=s)
-    assert max(seen) <= 2 ** 18 + 3000 and len(seen) > 30
-    assert small.keys() == full.keys() and all(small[k] == pytest.approx(full[k], rel=1e-12) for k in full)
+    assert max(seen) <= 2 ** 18 and len(seen) > 30
+    assert small.keys() == full.keys() and all(small[k] == pytest.approx(full[k], rel=1e-6) for k in full)   # float32 sums per chunk
 
 
 # ---------------------------------------------------------------- tests of significance
