@@ -129,7 +129,17 @@ def test_feature_cache_hit_miss(tmp_path, monkeypatch):
     cached_features(_toy(), 'smallcnn', pretrained=False, cache_dir=tmp_path, image_size=32) # other size: miss
     cached_features(_toy(split='v2'), 'smallcnn', pretrained=False, cache_dir=tmp_path)      # other description: miss
     assert len(calls) == 8 and len(list(tmp_path.iterdir())) == 4
+    cached_features(_toy(storage='decoded in 3.2 s'), 'smallcnn', pretrained=False, cache_dir=tmp_path)  # how it was loaded: hit
+    other_labels = _toy(); other_labels.train.y = 1 - other_labels.train.y
+    cached_features(other_labels, 'smallcnn', pretrained=False, cache_dir=tmp_path)          # other labels: miss
+    assert len(calls) == 10 and len(list(tmp_path.iterdir())) == 5
     assert 'random-s1' in feature_cache_path(_toy(), 'smallcnn', 'random-s1', (28, 28), tmp_path).name
+
+
+def test_feature_dataset_keeps_split_extras(tmp_path):
+    toy = _toy(); toy.train.y_clean = toy.train.y.clone()
+    fd = cached_features(toy, 'smallcnn', pretrained=False, cache_dir=tmp_path)
+    assert torch.equal(fd.train.y_clean, toy.train.y) and fd.val.y_clean is None
 
 
 def test_feature_cache_loads_weights_only(tmp_path, monkeypatch):
