@@ -82,8 +82,9 @@ def test_renormalize_to_pretrained_normalisation(lite0):
 
 
 def test_torchvision_pretrained_offline_error(monkeypatch):
+    import torchvision.models._api as tv_api
     def no_net(*a, **k): raise urllib.error.URLError('Name or service not known')
-    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', no_net)
+    monkeypatch.setattr(tv_api, 'load_state_dict_from_url', no_net)   # offline even where the network works
     with pytest.raises(PretrainedWeightsError, match='pretrained=False'): create_backbone('resnet18', pretrained=True)
     with pytest.raises(PretrainedWeightsError, match='no pretrained weights'): create_backbone('smallcnn', pretrained=True)
 
