@@ -9,6 +9,7 @@ HS@R / AHS@250, P@1 / R-precision / MAP@R). Each size runs in a fresh subprocess
 - peak RSS: the process's resident-set high-water mark during the call (reset just before it through /proc/self/clear_refs where Linux allows,
   otherwise measured as getrusage's ru_maxrss) minus the resident set just before; this covers torch's CPU tensors;
 - tracemalloc peak: Python and numpy allocations during the call (torch's allocator is invisible to tracemalloc).
+Also printed: the CPU time of the call (all threads) and the load average, since wall time on a shared machine depends on what else runs.
 """
 import json, os, resource, subprocess, sys, time
 
@@ -34,7 +35,7 @@ def child(n: int, repeats: int):
     reps = class_means(emb, y, 100)
     scores = torch.nn.functional.normalize(emb, dim=1) @ reps.T
     evaluate_hierarchy(h, reps=reps, emb=emb[:500], y=y[:500], scores=scores[:500], R=250)   # warm-up: imports, lazy inits
-    times, out = [], None
+    times, cpu, out = [], [], None
     for r in range(repeats):
         rss0 = _status_kb('VmRSS')
         try:
@@ -43,12 +44,14 @@ def child(n: int, repeats: int):
         except OSError:
             hwm = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         tracemalloc.start()
-        t = time.perf_counter()
+        ru, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         out = evaluate_hierarchy(h, reps=reps, emb=emb, y=y, scores=scores, R=250)
         times.append(time.perf_counter() - t)
+        ru2 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu.append(ru2.ru_utime - ru.ru_utime + ru2.ru_stime - ru.ru_stime)
         tm_peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
         peak = hwm() - rss0
-    print(json.dumps(dict(n=n, seconds=times, peak_rss_mb=peak / 1024, tracemalloc_peak_mb=tm_peak / 2 ** 20,
+    print(json.dumps(dict(n=n, seconds=times, cpu_seconds=cpu, load=os.getloadavg()[0], peak_rss_mb=peak / 1024, tracemalloc_peak_mb=tm_peak / 2 ** 20,
                           hs_at_250=out['hs_at_250'], ahs_at_250=out['ahs_at_250'], keys=len(out))))
 
 
@@ -65,7 +68,8 @@ def main(sizes):
         print(f"evaluate_hierarchy n={n:>7,}: wall {best:.2f} s (best of {len(res['seconds'])}, median {med:.2f} s)"
               f"{'' if sec is None else f' [target < {sec:g} s]'}; peak RSS +{res['peak_rss_mb']:.0f} MB"
               f"{'' if mb is None else f' [target < {mb} MB]'}; tracemalloc peak {res['tracemalloc_peak_mb']:.1f} MB;"
-              f" {res['keys']} measures, AHS@250 {res['ahs_at_250']:.4f}")
+              f" {res['keys']} measures, AHS@250 {res['ahs_at_250']:.4f}; CPU time {min(res['cpu_seconds']):.2f} s (all threads);"
+              f" 1-min load average {res['load']:.1f} (other processes compete for the {os.cpu_count()} CPUs when it exceeds the threads used)")
 
 
 if __name__ == '__main__':
