@@ -65,11 +65,20 @@ def test_tf_same_padding_is_asymmetric():
 
 
 def test_fresh_first_conv_and_grey_keep_other_weights(lite0):
-    for kw in [dict(in_chans=1), dict(fresh_first_conv=True)]:
+    for kw in [dict(in_chans=1, fresh_first_conv=True), dict(fresh_first_conv=True)]:
         b = create_backbone('efficientnet_lite0', pretrained=True, **kw)
         assert b._conv_stem.weight.shape[1] == kw.get('in_chans', 3)
         assert not torch.equal(b._conv_stem.weight[:, :1], lite0._conv_stem.weight[:, :1])
         assert torch.equal(b._blocks[5]._project_conv.weight, lite0._blocks[5]._project_conv.weight)
+
+
+def test_grey_pretrained_keeps_imagenet_stem(lite0):
+    "By default a pretrained backbone on 1-channel images keeps its ImageNet stem and sees grey repeated on RGB."
+    b = create_backbone('efficientnet_lite0', pretrained=True, in_chans=1, input_mean=(0.3,), input_std=(0.2,)).eval()
+    assert torch.equal(b.net._conv_stem.weight, lite0._conv_stem.weight)
+    g = torch.rand(2, 1, 32, 32)
+    rgb = (g.expand(-1, 3, -1, -1) - torch.tensor(lite0.input_mean).view(1, 3, 1, 1)) / torch.tensor(lite0.input_std).view(1, 3, 1, 1)
+    with torch.no_grad(): assert torch.allclose(b((g - 0.3) / 0.2), lite0.eval()(rgb), atol=1e-4)
 
 
 def test_renormalize_to_pretrained_normalisation(lite0):
