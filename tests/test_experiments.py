@@ -1,0 +1,80 @@
+"End-to-end runs: ProxyDR through papermill, exact resume of a real run, the CLI, the random-CNN claim."
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+import torch
+
+from conftest import ROOT
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def _papermill(nb, out, **params):
+    args = [str(VENV_BIN / 'papermill'), str(ROOT / 'nbs' / nb), str(out), '-k', 'python3', '--log-level', 'WARNING', '--cwd', str(ROOT / 'nbs')]
+    for k, v in params.items(): args += ['-p', k, str(v)]
+    r = subprocess.run(args, capture_output=True, text=True, env={**os.environ, 'OMP_WAIT_POLICY': 'PASSIVE'})
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_papermill_exp_proxydr(tmp_path):
+    "papermill with small parameters writes a record with every measure for proxies and class means."
+    _papermill('exp_proxydr.ipynb', tmp_path / 'out.ipynb', profile='test', option='ema', results_dir=tmp_path)
+    f = tmp_path / 'proxydr' / 'fashion_mnist_small__efficientnet_lite0-frozen' / 'proxydr-ema__seed1.json'
+    rec = json.loads(f.read_text())
+    for rep in ('proxy', 'proto'):
+        m = rec['metrics'][rep]
+        for k in ('top1', 'top5', 'classwise_rho', 'elementwise_rho', 'norm_rf', 'ahc', 'ahd_at_5', 'hp_at_5', 'ahs_at_50', 'map_at_r'):
+            assert k in m and m[k] is not None, (rep, k)
+    assert rec['config']['profile'] == 'test' and rec['info']['git_sha'] and len(rec['fit']['history']) == 1
+    assert (tmp_path / 'out.ipynb').exists()
+
+
+def test_interrupted_run_resumes_to_identical_metrics(tmp_path):
+    "A small CNN trained from scratch: interrupted after 1 of 2 epochs and resumed, it ends with the same record as a straight run."
+    from hier_repro.experiments import run_proxydr
+    cfg = dict(profile='test', backbone='smallcnn', frozen=False, pretrained=False, width=8, epochs=2, model='normface',
+               option='ema_dynamic', n_train=256, n_val=128, n_test=128, R=20)
+    straight = run_proxydr(cfg, results_dir=tmp_path / 'a', run_dir=tmp_path / 'run_a')
+    # interrupt: the first call stops after one epoch (fit's stop_after), leaving only a checkpoint
+    import hier_repro.training as T
+    orig = T.fit
+    def fit_one_epoch(*a, **kw): return orig(*a, **{**kw, 'stop_after': 1})
+    import hier_repro.experiments as E
+    E.fit = fit_one_epoch
+    try:
+        with pytest.raises(RuntimeError, match='resume'): run_proxydr(cfg, results_dir=tmp_path / 'b', run_dir=tmp_path / 'run_b')
+    finally: E.fit = orig
+    assert (tmp_path / 'run_b' / 'last.pt').exists() and not list((tmp_path / 'b').rglob('*.json'))
+    resumed = run_proxydr(cfg, results_dir=tmp_path / 'b', run_dir=tmp_path / 'run_b')
+    assert resumed['fit']['history'][0]['train_loss'] == straight['fit']['history'][0]['train_loss']
+    assert [h['val_acc'] for h in resumed['fit']['history']] == [h['val_acc'] for h in straight['fit']['history']]
+    for rep in ('proxy', 'proto'):
+        for k, v in straight['metrics'][rep].items():
+            assert resumed['metrics'][rep][k] == pytest.approx(v, abs=1e-9), (rep, k)
+
+
+def test_existing_record_is_reused(tmp_path):
+    from hier_repro.experiments import run_proxydr
+    a = run_proxydr(profile='test', model='softmax', results_dir=tmp_path, run_dir=tmp_path / 'r')
+    b = run_proxydr(profile='test', model='softmax', results_dir=tmp_path, run_dir=tmp_path / 'r2')
+    assert a['info']['created'] == b['info']['created'] and not (tmp_path / 'r2').exists()
+
+
+def test_cli_run_and_bad_input(tmp_path):
+    exe = str(VENV_BIN / 'hier-repro')
+    r = subprocess.run([exe, 'run', 'proxydr', '--profile', 'test', '--model', 'corr', '--option', 'mds', '--results-dir', str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])['config_name'] == 'corr-mds'
+    r = subprocess.run([exe, 'run', 'proxydr', '--profile', 'test', '--set', 'lr_rate=1'], capture_output=True, text=True)
+    assert r.returncode != 0 and 'unknown config keys' in r.stderr
+    r = subprocess.run([exe, 'run', 'proxydr', '--dataset', 'imagenet'], capture_output=True, text=True)
+    assert r.returncode != 0 and 'known:' in r.stderr
+
+
+def test_random_cnn_beats_chance_on_embedded_default(tmp_path):
+    "C3 on the embedded default: an untrained small CNN's class means correlate with the tree above the permutation null."
+    from hier_repro.experiments import run_random_cnn
+    r = run_random_cnn(profile='test', n_test=1000, n_permutations=500, results_dir=tmp_path)
+    t = r['metrics']['classwise']
+    assert t['observed'] > t['chance_mean'] and t['n_permutations'] == 200   # the test profile caps permutations at 200
