@@ -1,4 +1,4 @@
-# hier_repro: `make test` (CI) and, with later issues, `make reproduce`.
+# hier_repro: `make reproduce` (every table and figure), `make test` (CI), `make paper` (papers' settings, GPU).
 # Every target installs what it needs into .venv first.
 SHELL := /bin/bash
 VENV ?= .venv
@@ -7,8 +7,11 @@ PY := $(VENV)/bin/python
 #   make test TORCH="torch torchvision"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 NBDEV_WORKERS ?= 2
+JOBS ?= 1
+# idle OpenMP threads sleep instead of spinning (2-core machines shared with other jobs)
+export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install sync test test-nbs test-py clean
+.PHONY: install sync test test-nbs test-py reproduce paper report clean
 
 $(VENV)/.installed: settings.ini setup.py
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +34,18 @@ test-py: install
 
 ## test: sync check, the notebooks' asserts (nbdev_test), then pytest (its summary line ends the output)
 test: sync test-nbs test-py
+
+## reproduce: every experiment notebook over its quick grid on the embedded default (CPU, no network), then figures/ and README
+reproduce: install
+	$(VENV)/bin/hier-repro reproduce --profile quick --jobs $(JOBS)
+
+## paper: the papers' full settings (ResNet-50 / VGG-19 fine-tuned, 100 epochs): a GPU machine and the real datasets
+paper: install
+	$(VENV)/bin/hier-repro reproduce --profile paper --jobs $(JOBS)
+
+## report: figures/ and README from the records in results/ only
+report: install
+	$(VENV)/bin/hier-repro report && $(PY) tools/make_readme.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Write README.md from nbs/index.ipynb (nbdev's `nbdev_readme` needs Quarto, which this project
 does not require): markdown cells verbatim, code cells as python blocks followed by their text output.
+A markdown cell holding `<!-- RESULTS -->` is replaced by figures/RESULTS.md (written by `hier-repro report`).
 Usage: python tools/make_readme.py [--check]   (--check: exit 1 if README.md is out of date)."""
 import sys
 from pathlib import Path
@@ -14,7 +15,10 @@ def render(nb_path=root / 'nbs' / 'index.ipynb') -> str:
     out = []
     for c in nb.cells:
         src = c.source.strip()
-        if c.cell_type == 'markdown': out.append(src)
+        if c.cell_type == 'markdown' and src == '<!-- RESULTS -->':
+            res = root / 'figures' / 'RESULTS.md'
+            out.append(res.read_text(encoding='utf-8').strip() if res.exists() else '_No results yet: run `make reproduce`._')
+        elif c.cell_type == 'markdown': out.append(src)
         elif c.cell_type == 'code' and src and not src.startswith('#| hide'):
             out.append(f"```python\n{src}\n```")
             text = ''.join(o.get('text', '') or o.get('data', {}).get('text/plain', '') for o in c.get('outputs', []))
