@@ -137,7 +137,8 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         start = int(rng.split('=')[1].split('-')[0]) if rng else 0
         self.send_response(206 if rng else 200)
         self.send_header('Content-Length', str(len(data) - start)); self.end_headers()
-        self.wfile.write(data[start:]); RangeHandler.sent += len(data) - start
+        RangeHandler.sent += len(data) - start    # counted before writing: the client may finish reading before this thread resumes
+        self.wfile.write(data[start:])
 
 
 def test_download_resumes_a_partial_file(tmp_path):
