@@ -17,12 +17,7 @@ HEAD_KEYS = {'K', 'threshold', 'threshold_prob', 'val_avgk_acc', 'val_mean_set_s
              'topk_acc', 'topk_acc_macro', 'mean_set_size', 'empty_fraction', 'set_size_hist', 'avgk_acc_per_class', 'avgk_acc_at', 'by_bin'}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Small models: one thread avoids OpenMP spin-waits on a shared CPU."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest: one torch thread for small tensors
 
 
 def _check_record(rec, heads, K, n_test=320, n_train=320):

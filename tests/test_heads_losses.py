@@ -17,12 +17,7 @@ from hier_repro.models import TensorSplit
 TREE = Hierarchy([['A', 'a1'], ['A', 'a2'], ['B', 'b1'], ['B', 'b2']], name='toy')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Tiny tensors: one thread avoids OpenMP spin-waits on a shared CPU (20x faster here)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest: one torch thread for small tensors
 
 
 def _data(n=24, d=16, C=4, seed=0):

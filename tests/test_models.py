@@ -12,12 +12,7 @@ from hier_repro.models import (create_backbone, list_backbones, EmbeddingNet, Fe
                                efficientnet_lite0_weights_path, IMAGENET_BIRDS, Conv2dSame)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Small inputs: one thread avoids OpenMP spin-waits on a shared CPU."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest: one torch thread for small tensors
 
 
 @pytest.fixture(scope='module')
