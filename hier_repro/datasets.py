@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .hierarchy import Hierarchy, HierarchyError, HIERARCHIES, data_dir, load_hierarchy, read_proxydr_csv
+from .hierarchy import Hierarchy, HierarchyError, HIERARCHIES, load_hierarchy, read_proxydr_csv
+from .core import data_root, cache_root, atomic_file
 
 # %% auto #0
 __all__ = ['AUGMENTS', 'IMAGE_EXTENSIONS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'OPTIONS', 'FASHION_MNIST_FILES',
@@ -39,7 +40,7 @@ class ChecksumError(ValueError):
 
 def cache_dir(*parts: str) -> Path:
     "A folder under the cache root (`HIER_REPRO_CACHE`, default `data/cache`), created on demand."
-    p = Path(os.environ.get('HIER_REPRO_CACHE', data_dir() / 'cache')).expanduser().joinpath(*parts)
+    p = cache_root().joinpath(*parts)
     p.mkdir(parents=True, exist_ok=True)
     return p
 
@@ -51,7 +52,7 @@ def datasets_dir() -> Path:
 
 def checksums() -> dict:
     "The checksum registry `data/checksums.json`: per dataset, its official files, URLs and md5 sums."
-    return json.loads((data_dir() / 'checksums.json').read_text(encoding='utf-8'))
+    return json.loads((data_root() / 'checksums.json').read_text(encoding='utf-8'))
 
 # %% ../nbs/01_datasets.ipynb #f78ca4ed
 def _as_stat(v, c: int) -> torch.Tensor | None:
@@ -407,9 +408,7 @@ def decode_images(files: Sequence, size: int, resize: str = 'crop', mode: str = 
     for xb, ib in tqdm(dl, desc=f'decoding {tag} ({len(files):,} images at {size}px)', disable=not (len(files) > 2000 if progress is None else progress), leave=False):
         out[ib] = xb
     if path is not None:
-        tmp = path.with_name(path.name + f'.{os.getpid()}.tmp')
-        with open(tmp, 'wb') as f: np.save(f, out.numpy(), allow_pickle=False)
-        os.replace(tmp, path)
+        with atomic_file(path) as f: np.save(f, out.numpy(), allow_pickle=False)
     info.update(hit=False, seconds=time.perf_counter() - t0)
     return out
 
@@ -502,7 +501,7 @@ def flat_hierarchy(classes: Sequence[str], root: str = 'root', name: str = '') -
 
 def _hierarchy_column(name: str, column: str) -> list[int]:
     "An extra integer column (e.g. official `class_id`) of a shipped hierarchy CSV, in label order."
-    with open(data_dir() / 'hierarchies' / f'{name}.csv', newline='', encoding='utf-8') as f:
+    with open(data_root() / 'hierarchies' / f'{name}.csv', newline='', encoding='utf-8') as f:
         rows = sorted(csv.DictReader(f), key=lambda r: int(r['label']))
     return [int(r[column]) for r in rows]
 
@@ -792,7 +791,7 @@ def file_sha256(path) -> str:
 
 def read_fashion_mnist_small(root=None, download: bool = False, progress: bool = True) -> RawDataset:
     "The embedded default: a stratified 10,000 / 2,000 / 2,000 subset of the official Fashion-MNIST, shipped in data/."
-    f = Path(root) / EMBEDDED if root is not None else data_dir() / EMBEDDED
+    f = Path(root) / EMBEDDED if root is not None else data_root() / EMBEDDED
     if not f.exists(): raise DatasetNotFoundError(f"{f} is missing: it ships with the repository (git checkout data/{EMBEDDED}); "
                                                   f"rebuild it with `python data/make_fashion_mnist_small.py` from the official Fashion-MNIST files")
     want = checksums()['fashion_mnist_small']['files'][0]['sha256']

@@ -10,13 +10,15 @@ from typing import Iterable, Sequence
 
 from fastcore.basics import patch
 
+from .core import data_root, atomic_write
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['PATH_SEP', 'HIERARCHIES', 'HierarchyError', 'Hierarchy', 'tree_distance_matrix', 'read_proxydr_csv', 'read_cvjena',
-           'read_cifar100_meta', 'read_plantnet300k', 'data_dir', 'load_hierarchy', 'tree_transform']
+           'read_cifar100_meta', 'read_plantnet300k', 'load_hierarchy', 'tree_transform']
 
 # %% ../nbs/00_hierarchy.ipynb #a27e9c1a
 class HierarchyError(ValueError):
@@ -179,15 +181,14 @@ PATH_SEP = '//'
 @patch
 def to_csv(self: Hierarchy, path: str | Path, extra: dict[str, Sequence] | None = None):
     "Write the hierarchy as `label,class,path[,extra...]` CSV (atomically: temp file, then rename)."
-    path = Path(path); tmp = path.with_suffix(path.suffix + '.tmp')
-    extra = extra or {}
-    with open(tmp, 'w', newline='', encoding='utf-8') as f:
-        w = csv.writer(f)
-        w.writerow(['label', 'class', 'path', *extra])
-        for i, p in enumerate(self.paths):
-            full = p if self.root == 'root' else (self.root,) + p
-            w.writerow([i, p[-1], PATH_SEP.join(full), *[extra[k][i] for k in extra]])
-    os.replace(tmp, path)
+    import io
+    extra, buf = extra or {}, io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(['label', 'class', 'path', *extra])
+    for i, p in enumerate(self.paths):
+        full = p if self.root == 'root' else (self.root,) + p
+        w.writerow([i, p[-1], PATH_SEP.join(full), *[extra[k][i] for k in extra]])
+    atomic_write(path, buf.getvalue())
 
 @patch(cls_method=True)
 def from_csv(cls: Hierarchy, path: str | Path, name: str = '') -> Hierarchy:
@@ -260,17 +261,13 @@ HIERARCHIES = {
     'fashion_mnist': 'Fashion-MNIST, hand-made 3-level tree (clothing/accessories -> 4 groups -> 10 classes)',
 }
 
-def data_dir() -> Path:
-    "The project's `data/` folder (override with the HIER_REPRO_DATA environment variable)."
-    import hier_repro
-    return Path(os.environ.get('HIER_REPRO_DATA', Path(hier_repro.__file__).resolve().parent.parent / 'data'))
 
 def load_hierarchy(name: str) -> Hierarchy:
     "The `Hierarchy` of a dataset by name (see `HIERARCHIES`), or read from a hierarchy CSV path."
     if name.endswith('.csv') and Path(name).exists(): return Hierarchy.from_csv(name)
     if name not in HIERARCHIES:
         raise KeyError(f"unknown hierarchy {name!r}; known: {', '.join(HIERARCHIES)} (or pass the path of a label,class,path CSV)")
-    f = data_dir() / 'hierarchies' / f'{name}.csv'
+    f = data_root() / 'hierarchies' / f'{name}.csv'
     if not f.exists(): raise FileNotFoundError(f"{f} is missing: the hierarchy files ship in the repository's data/ folder; set HIER_REPRO_DATA to that folder")
     return Hierarchy.from_csv(f, name=name)
 

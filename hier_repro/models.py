@@ -12,12 +12,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .core import cache_root, atomic_save
+
 # %% auto #0
 __all__ = ['BACKBONES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LITE0_STAGES', 'IMAGENET_BIRDS', 'FEATURE_CACHE_VERSION',
            'VOLATILE_DESCRIPTION_KEYS', 'register_backbone', 'list_backbones', 'PretrainedWeightsError', 'fresh_conv',
            'Renormalize', 'SmallCNN', 'Conv2dSame', 'MBConv', 'EfficientNetLite0', 'efficientnet_lite0_weights_path',
-           'create_backbone', 'FeatureInput', 'EmbeddingNet', 'extract_features', 'TensorSplit', 'cache_root',
-           'description_hash', 'feature_cache_path', 'FeatureDataset', 'cached_features']
+           'create_backbone', 'FeatureInput', 'EmbeddingNet', 'extract_features', 'TensorSplit', 'description_hash',
+           'feature_cache_path', 'FeatureDataset', 'cached_features']
 
 # %% ../nbs/02_models.ipynb #a8861116
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
@@ -270,11 +272,6 @@ class TensorSplit:
 # %% ../nbs/02_models.ipynb #6b7cc276
 FEATURE_CACHE_VERSION = 2   # 2: pretrained backbones keep their first conv on grey images
 
-def cache_root() -> Path:
-    "The project's cache root, as for decoded datasets: $HIER_REPRO_CACHE, else the repository's data/cache (git-ignored)."
-    from hier_repro.hierarchy import data_dir
-    return Path(os.environ.get('HIER_REPRO_CACHE', data_dir() / 'cache')).expanduser()
-
 VOLATILE_DESCRIPTION_KEYS = ('storage', 'decoded_cache', 'features')   # how/where it was loaded (timings, paths), not what
 
 def description_hash(dataset) -> str:
@@ -291,17 +288,6 @@ def feature_cache_path(dataset, backbone: str, weights: str, image_size, cache_d
     h = description_hash(dataset)
     size = 'x'.join(map(str, image_size)) if image_size else 'native'
     return Path(cache_dir or cache_root() / 'features') / f"{dataset.name}__{h}__{backbone}__{weights}__{size}.pt"
-
-def _save_atomic(obj, path: Path):
-    "torch.save to a temporary file in the same folder, then rename: the target is never half-written."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
-    os.close(fd)
-    umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600; a cache file is shareable
-    try:
-        torch.save(obj, tmp); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
 
 # %% ../nbs/02_models.ipynb #41f5bea8
 class FeatureDataset:
@@ -341,7 +327,7 @@ def cached_features(dataset,                        # an ImageDataset: .name, .t
                 for k, s in parts.items() if s is not None}
         blob['meta'] = dict(dataset=dataset.name, backbone=backbone, weights=weights, image_size=list(size),
                             seconds=time.perf_counter() - t, version=FEATURE_CACHE_VERSION)
-        _save_atomic(blob, path)
+        atomic_save(blob, path)
     dim = next(v['x'].shape[1] for k, v in blob.items() if k != 'meta')
     splits = {k: TensorSplit(blob[k]['x'], blob[k]['y']) if k in blob else None for k in parts}
     for k, s in splits.items():   # keep per-sample extras of the image splits (clean labels under label noise, coarse labels)

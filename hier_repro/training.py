@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .core import atomic_save
+
 # %% auto #0
-__all__ = ['seed_everything', 'resolve_device', 'epoch_generator', 'inner_optimizers', 'trainable_parameters', 'save_atomic',
-           'predict', 'accuracy', 'FitResult', 'fit']
+__all__ = ['seed_everything', 'resolve_device', 'epoch_generator', 'inner_optimizers', 'trainable_parameters', 'predict',
+           'accuracy', 'FitResult', 'fit']
 
 # %% ../nbs/06_training.ipynb #82860988
 def seed_everything(seed: int):
@@ -46,9 +48,6 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     owned = {id(p) for o in inner_optimizers(model).values() for g in o.param_groups for p in g['params']}
     return [p for p in model.parameters() if p.requires_grad and id(p) not in owned]
 
-def save_atomic(obj, path: str | Path):
-    "torch.save to a temporary name, then rename: a checkpoint is never half-written."
-    path = Path(path); tmp = path.with_name(path.name + '.tmp')
     torch.save(obj, tmp); os.replace(tmp, path)
 
 # %% ../nbs/06_training.ipynb #f75accd4
@@ -171,7 +170,7 @@ def fit(model: nn.Module, loss: nn.Module, data, # model, loss(out, y, idx) and 
         if log in ('auto', 'line', 'bar'): print(_log_line(h, epochs), flush=True)
         if ckpt is not None:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
-            save_atomic(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+            atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                              inner={k: o.state_dict() for k, o in inner.items()}, result=res.to_dict(),
                              best_state=best_state, epoch=epoch), ckpt)
         done_now += 1

@@ -42,7 +42,7 @@ def records(tmp_path_factory):
     from hier_repro.dmlcrc import grid_dmlcrc
     d = tmp_path_factory.mktemp('dmlcrc')
     recs = grid_dmlcrc(seeds='1', profile='test', results_dir=d, progress=False)
-    recs += grid_dmlcrc(seeds='2', methods='crc,procrc', profile='test', results_dir=d, progress=False)
+    recs += grid_dmlcrc(seeds='2', method='crc,procrc', profile='test', results_dir=d, progress=False)
     return d, {(r['method'], r['seed']): r for r in recs}
 
 
@@ -76,8 +76,8 @@ def test_crc_baseline_matches_numpy(records):
     "The CRC baseline's accuracy equals a direct numpy implementation (ridge code per query, class residuals) on the same features."
     _, recs = records
     from hier_repro.experiments import prepare_data
-    from hier_repro.dmlcrc import resolve_dmlcrc_config
-    data = prepare_data(resolve_dmlcrc_config(method='crc', profile='test'))
+    from hier_repro.experiments import resolve_config
+    data = prepare_data(resolve_config('dmlcrc', method='crc', profile='test'))
     X = data.train.x.double().numpy(); X /= np.linalg.norm(X, axis=1, keepdims=True)
     Q = data.test.x.double().numpy(); Q /= np.linalg.norm(Q, axis=1, keepdims=True)
     ytr, yte, lam = data.train.y.numpy(), data.test.y.numpy(), 1e-2
@@ -102,5 +102,5 @@ def test_options_name_the_record_and_dictionaries_run(tmp_path):
 def test_bad_inputs():
     from hier_repro.dmlcrc import run_dmlcrc, grid_dmlcrc
     with pytest.raises(ValueError, match='known: dmlcrc, dmlprocrc, collab_identity, softmax, crc, procrc'): run_dmlcrc(method='lmnn', profile='test')
-    with pytest.raises(ValueError, match='unknown DML-CRC method'): grid_dmlcrc(seeds='1', methods='dmlcrc,svm', profile='test')
+    with pytest.raises(ValueError, match='unknown DML-CRC method'): grid_dmlcrc(seeds='1', method='dmlcrc,svm', profile='test')
     with pytest.raises(KeyError, match='unknown config keys'): run_dmlcrc(memory=8, profile='test')

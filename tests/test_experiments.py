@@ -31,7 +31,7 @@ def test_papermill_exp_proxydr(tmp_path):
 
 def test_interrupted_run_resumes_to_identical_metrics(tmp_path):
     "A small CNN trained from scratch: interrupted after 1 of 2 epochs and resumed, it ends with the same record as a straight run."
-    from hier_repro.experiments import run_proxydr
+    from hier_repro.proxydr import run_proxydr
     cfg = dict(profile='test', backbone='smallcnn', frozen=False, pretrained=False, width=8, epochs=2, model='normface',
                option='ema_dynamic', n_train=256, n_val=128, n_test=128, R=20)
     straight = run_proxydr(cfg, results_dir=tmp_path / 'a', run_dir=tmp_path / 'run_a')
@@ -54,7 +54,7 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path):
 
 
 def test_existing_record_is_reused(tmp_path):
-    from hier_repro.experiments import run_proxydr
+    from hier_repro.proxydr import run_proxydr
     a = run_proxydr(profile='test', model='softmax', results_dir=tmp_path, run_dir=tmp_path / 'r')
     b = run_proxydr(profile='test', model='softmax', results_dir=tmp_path, run_dir=tmp_path / 'r2')
     assert a['info']['created'] == b['info']['created'] and not (tmp_path / 'r2').exists()
@@ -74,7 +74,47 @@ def test_cli_run_and_bad_input(tmp_path):
 
 def test_random_cnn_beats_chance_on_embedded_default(tmp_path):
     "C3 on the embedded default: an untrained small CNN's class means correlate with the tree above the permutation null."
-    from hier_repro.experiments import run_random_cnn
+    from hier_repro.proxydr import run_random_cnn
     r = run_random_cnn(profile='test', n_test=1000, n_permutations=500, results_dir=tmp_path)
     t = r['metrics']['classwise']
     assert t['observed'] > t['chance_mean'] and t['n_permutations'] == 200   # the test profile caps permutations at 200
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, 'OMP_WAIT_POLICY': 'PASSIVE', 'OMP_NUM_THREADS': '1'}
+    return subprocess.Popen([str(VENV_BIN / 'hier-repro'), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def test_a_run_is_its_whole_config(tmp_path):
+    "Another setting gives another record (the first is never returned for it); a record of another config is refused, naming the keys."
+    base = ['run', 'proxydr', '--profile', 'test', '--model', 'softmax', '--results-dir', str(tmp_path)]
+    outs = []
+    for extra in (['--set', 'lr=0.5'], ['--set', 'lr=0.001', '--epochs', '2']):
+        out, err = _cli(*base, *extra).communicate()
+        assert 'Traceback' not in err, err[-2000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    recs = [json.loads(f.read_text()) for f in sorted((tmp_path / 'proxydr').rglob('*.json'))]
+    assert len(recs) == 2 and outs[0]['record_name'] != outs[1]['record_name'] and not outs[1]['reused']
+    got = {r['record_name']: r for r in recs}[outs[1]['record_name']]
+    assert got['config']['lr'] == 0.001 and got['config']['epochs'] == 2 and len(got['fit']['history']) == 2
+    # a record at the default name that holds another config: refused with the differing key, then --force retrains it
+    from hier_repro.proxydr import run_proxydr
+    from hier_repro.experiments import ConfigMismatch, config_hash
+    rec = run_proxydr(profile='test', model='softmax', results_dir=tmp_path)
+    f = Path(rec['reused_from']['path']) if 'reused_from' in rec else next((tmp_path / 'proxydr').rglob('softmax-standard__seed1.json'))
+    stored = json.loads(f.read_text()); stored['config']['emb_dim'] = 64; stored.pop('config_hash'); f.write_text(json.dumps(stored))
+    with pytest.raises(ConfigMismatch, match='emb_dim: stored 64, asked 128'): run_proxydr(profile='test', model='softmax', results_dir=tmp_path)
+    again = run_proxydr(profile='test', model='softmax', results_dir=tmp_path, force=True)
+    assert again['config']['emb_dim'] == 128 and again['config_hash'] == config_hash(again['config']) and 'reused_from' not in again
+
+
+def test_two_concurrent_runs_of_one_config(tmp_path):
+    "Two processes asked for the same run at once: one trains, the other waits and reuses its record; neither crashes."
+    args = ['run', 'proxydr', '--profile', 'test', '--model', 'normface', '--backbone', 'smallcnn', '--set', 'pretrained=false',
+            '--set', 'frozen=false', '--width', '8', '--epochs', '2', '--results-dir', str(tmp_path)]
+    procs = [_cli(*args) for _ in range(2)]
+    outs = [p.communicate() for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-2000:] for _, e in outs]
+    reused = [json.loads(o.strip().splitlines()[-1])['reused'] for o, _ in outs]
+    assert sorted(reused) == [False, True]
+    assert len(list((tmp_path / 'proxydr').rglob('*.json'))) == 1 and not list(tmp_path.rglob('*.tmp'))

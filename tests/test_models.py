@@ -160,7 +160,7 @@ def test_feature_cache_write_is_atomic(tmp_path, monkeypatch):
     real = torch.save
     def crash(obj, f, *a, **k):
         real(obj, f, *a, **k)
-        with open(f, 'r+b') as fh: fh.truncate(100)   # half-written ...
+        f.flush(); f.truncate(100)                    # half-written ...
         raise KeyboardInterrupt                       # ... then the process is interrupted
     monkeypatch.setattr(torch, 'save', crash)
     with pytest.raises(KeyboardInterrupt): cached_features(_toy(), 'smallcnn', pretrained=False, cache_dir=tmp_path)

@@ -42,3 +42,36 @@ def test_sync_check_detects_drift(tmp_path):
     with open(tmp_path / 'hier_repro' / 'hierarchy.py', 'a') as f: f.write('\n# edited by hand\n')
     bad = subprocess.run(['bash', '.ci/check_sync.sh', str(venv)], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 1 and 'out of sync' in bad.stderr
+
+
+def test_import_graph_has_no_cycle_and_no_private_names():
+    "The package's modules import downwards only (no cycle) and never use another module's private names."
+    import ast, import_graph
+    lib = root / 'hier_repro'
+    g = import_graph.import_graph(lib)
+    assert import_graph.cycles(g) == [], import_graph.cycles(g)
+    fl = import_graph.floors(g)
+    assert fl['core'] == 1 and fl['experiments'] < min(fl['proxydr'], fl['avgk'], fl['dmlcrc']) < fl['report'] < fl['cli']
+    private = []
+    for p in lib.glob('*.py'):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').startswith('hier_repro')):
+                private += [(p.stem, node.module, a.name) for a in node.names if a.name.startswith('_') and a.name != '__version__']
+    assert private == [], private
+
+
+def test_import_graph_finds_a_cycle(tmp_path):
+    "The checker itself: a two-module circle is reported."
+    import import_graph
+    (tmp_path / 'a.py').write_text('from .b import x\n'); (tmp_path / 'b.py').write_text('def f():\n    from hier_repro.a import y\n')
+    assert import_graph.cycles(import_graph.import_graph(tmp_path)) == [['a', 'b', 'a']]
+
+
+def test_committed_tables_are_those_of_the_committed_results(tmp_path):
+    "`hier-repro report` on results/ rewrites every committed table (.md/.csv/.tex) byte for byte: figures/ are the records' tables."
+    from hier_repro.report import make_report
+    make_report(root / 'results', tmp_path, verbose=False)
+    tables = sorted(p.name for p in (root / 'figures').iterdir() if p.suffix in ('.md', '.csv', '.tex'))
+    assert tables and {p.name for p in tmp_path.iterdir()} >= set(tables)
+    differ = [n for n in tables if (root / 'figures' / n).read_bytes() != (tmp_path / n).read_bytes()]
+    assert differ == [], f'run `make report` to regenerate: {differ}'

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from hier_repro.hierarchy import load_hierarchy
-from hier_repro.report import make_report, load_results, REPORT_SECTIONS, PROXYDR_ORDER
+from hier_repro.report import make_report
+from hier_repro.tables import load_results
+from hier_repro.proxydr import PROXYDR_ORDER
 
 h = load_hierarchy('fashion_mnist'); C = h.n_classes
 iu = np.triu_indices(C, 1); TREE = h.distance_matrix()[iu].tolist()
