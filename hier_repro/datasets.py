@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .hierarchy import Hierarchy, HierarchyError, HIERARCHIES, load_hierarchy, read_proxydr_csv
-from .core import data_root, cache_root, atomic_file
+from .hierarchy import Hierarchy, HierarchyError, HIERARCHIES, load_hierarchy, read_proxydr_csv, read_text_file
+from .core import data_root, cache_root, atomic_file, check_writable, load_array_pickle
 
 # %% auto #0
 __all__ = ['AUGMENTS', 'IMAGE_EXTENSIONS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'OPTIONS', 'FASHION_MNIST_FILES',
@@ -40,9 +40,7 @@ class ChecksumError(ValueError):
 
 def cache_dir(*parts: str) -> Path:
     "A folder under the cache root (`HIER_REPRO_CACHE`, default `data/cache`), created on demand."
-    p = cache_root().joinpath(*parts)
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return check_writable(cache_root().joinpath(*parts), 'HIER_REPRO_CACHE')
 
 def datasets_dir() -> Path:
     "Where downloads and extracted archives go (`HIER_REPRO_DATASETS`, default `<cache root>/datasets`)."
@@ -274,6 +272,18 @@ def download_url(url: str, dest, md5: str | None = None, progress: bool = True, 
     return dest
 
 # %% ../nbs/01_datasets.ipynb #88348357
+def _merge_extracted(tmp: Path, dest: Path, archive: Path):
+    "Move the extracted tree `tmp` into `dest`: missing files are added, identical ones kept; a differing file refuses the whole merge."
+    import filecmp
+    files = [f for f in sorted(tmp.rglob('*')) if not f.is_dir()]
+    clash = [dest / f.relative_to(tmp) for f in files if (dest / f.relative_to(tmp)).exists()
+             and ((dest / f.relative_to(tmp)).is_dir() or not filecmp.cmp(f, dest / f.relative_to(tmp), shallow=False))]
+    if clash: raise FileExistsError(f"{archive.name} would overwrite {len(clash)} file(s) of yours that differ from the archive's, e.g. "
+                                    f"{[str(c) for c in clash[:3]]}: move them away or extract into another folder (nothing was changed)")
+    for f in files:
+        t = dest / f.relative_to(tmp)
+        if not t.exists(): t.parent.mkdir(parents=True, exist_ok=True); os.replace(f, t)
+
 def extract_archive(archive, dest) -> list[Path]:
     "Safely extract a .tar(.gz)/.tgz/.zip into `dest` via a temporary folder; returns the top-level entries."
     archive, dest = Path(archive), Path(dest); dest.mkdir(parents=True, exist_ok=True)
@@ -285,14 +295,11 @@ def extract_archive(archive, dest) -> list[Path]:
                     if m.startswith('/') or '..' in Path(m).parts: raise ValueError(f"{archive.name}: member {m!r} would be written outside {dest}")
                 z.extractall(tmp)
         else:
+            if not hasattr(tarfile, 'data_filter'):
+                raise RuntimeError(f"extracting {archive.name} safely needs tarfile's filter='data' (Python >= 3.10.12 / 3.11.4); upgrade Python")
             with tarfile.open(archive) as t: t.extractall(tmp, filter='data')
-        out = []
-        for item in sorted(tmp.iterdir()):
-            target = dest / item.name
-            if target.is_dir() and not target.is_symlink(): shutil.rmtree(target)
-            elif target.exists(): target.unlink()
-            os.replace(item, target); out.append(target)
-        return out
+        _merge_extracted(tmp, dest, archive)
+        return [dest / item.name for item in sorted(tmp.iterdir())]
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/01_datasets.ipynb #77c2f1f7
@@ -348,6 +355,12 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.
 def decode_image(path, size: int | None = None, resize: str = 'crop', mode: str = 'RGB') -> np.ndarray:
     "Read an image file as an H x W x C uint8 array, resized to size x size ('crop': shorter side + centre crop; 'squash')."
     from PIL import Image
+    try: return _decode(path, size, resize, mode)
+    except (OSError, SyntaxError) as e:   # PIL: truncated or corrupt file, unknown format
+        raise OSError(f"cannot read image {path} ({type(e).__name__}: {e}): replace or delete the file") from None
+
+def _decode(path, size, resize, mode) -> np.ndarray:
+    from PIL import Image
     with Image.open(path) as im:
         if size is not None: im.draft(mode, (size, size))
         im = im.convert(mode)
@@ -392,12 +405,13 @@ def decode_images(files: Sequence, size: int, resize: str = 'crop', mode: str = 
     files, t0 = list(files), time.perf_counter()
     path, info = None, info if info is not None else {}
     if cache:
-        folder = cache_dir('decoded') if cache is True else Path(cache)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = check_writable(cache_dir('decoded') if cache is True else Path(cache), 'HIER_REPRO_CACHE')
         path = folder / f"{tag}-{len(files)}-{size}{resize[0]}{mode}-{content_key(files, size, resize, mode, 1)}.npy"
         info['cache'] = str(path)
         if path.exists():
-            x = torch.from_numpy(np.load(path, allow_pickle=False))
+            try: x = torch.from_numpy(np.load(path, allow_pickle=False))
+            except Exception as e:
+                raise RuntimeError(f"decoded-image cache {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}): delete this file, it is recomputed") from None
             info.update(hit=True, seconds=time.perf_counter() - t0)
             return x
     c = len(mode)
@@ -463,18 +477,9 @@ def write_idx(a: np.ndarray, path):
         f.write(bytes([0, 0, 8, a.ndim]) + struct.pack(f'>{a.ndim}I', *a.shape) + a.tobytes())
 
 # %% ../nbs/01_datasets.ipynb #14d5fed4
-class _CifarUnpickler(pickle.Unpickler):
-    "Rebuilds only numpy arrays and plain Python containers: nothing else in a CIFAR pickle can run code."
-    ALLOWED = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'), ('numpy', 'ndarray'),
-               ('numpy', 'dtype'), ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'), ('_codecs', 'encode')}
-    def find_class(self, module, name):
-        if (module, name) in self.ALLOWED: return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR pickle (only numpy arrays and plain containers)")
-
 def read_cifar_pickle(path) -> dict:
     "Read one CIFAR python pickle (batch or meta) with the restricted unpickler; keys as str."
-    with open(path, 'rb') as f: d = _CifarUnpickler(f, encoding='latin1').load()
-    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+    return load_array_pickle(path)
 
 def read_table(path, n: int = 2) -> list[list[str]]:
     "Rows of a whitespace-separated `id value ...` text file (the last column may hold spaces); blank lines skipped."
@@ -510,7 +515,7 @@ def read_hierarchy_file(path, classes: Sequence[str], name: str = '') -> Hierarc
     "A user's hierarchy file (project CSV, ProxyDR CSV, parent-child pairs or indented tree) restricted to `classes`."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: no such hierarchy file")
-    text = path.read_text(encoding='utf-8'); lines = [l for l in text.splitlines() if l.strip()]
+    text = read_text_file(path); lines = [l for l in text.splitlines() if l.strip()]
     name = name or path.stem
     first = lines[0] if lines else ''
     if any(l.startswith('--') for l in lines):
@@ -838,12 +843,25 @@ CUB_FILES = ('images.txt', 'image_class_labels.txt', 'train_test_split.txt', 'cl
 
 def _cub_layout(d: Path) -> bool: return all((d / f).is_file() for f in CUB_FILES) and (d / 'images').is_dir()
 
+def _id_table(path: Path, what: str, kind=str) -> list[list[str]]:
+    "Rows `<id> <value>` of a CUB metadata file, each id once and each value present (and readable as `kind`), or an error naming the line."
+    rows, seen = read_table(path), set()
+    for n, r in enumerate(rows, 1):
+        if len(r) < 2 or not r[1].strip(): raise ValueError(f"{path}, row {n} ({' '.join(r)!r}): expected '<id> <{what}>'")
+        try: kind(r[1])
+        except ValueError: raise ValueError(f"{path}, row {n} ({' '.join(r)!r}): {r[1]!r} is not {what}") from None
+        if r[0] in seen: raise ValueError(f"{path}, row {n}: image id {r[0]} appears twice")
+        seen.add(r[0])
+    return rows
+
 def read_cub_metadata(folder) -> dict:
     "The CUB-style tables joined on image id: image_id, path, class_id, is_train (arrays, images.txt order) and classes {id: name}."
     folder = Path(folder)
-    images = read_table(folder / 'images.txt')
-    labels = {i: int(c) for i, c in read_table(folder / 'image_class_labels.txt')}
-    split = {i: int(t) for i, t in read_table(folder / 'train_test_split.txt')}
+    images = _id_table(folder / 'images.txt', 'an image path')
+    labels = {i: int(c) for i, c in _id_table(folder / 'image_class_labels.txt', 'a class id', int)}
+    split = {i: int(t) for i, t in _id_table(folder / 'train_test_split.txt', 'a train/test flag', int)}
+    bad = sorted({t for t in split.values()} - {0, 1})
+    if bad: raise ValueError(f"{folder / 'train_test_split.txt'}: flags must be 0 or 1, found {bad[:5]}")
     missing = [i for i, _ in images if i not in labels or i not in split]
     if missing: raise ValueError(f"{folder}: images {missing[:5]} have no class label or no train/test flag ({len(missing)} in all)")
     ids = [i for i, _ in images]

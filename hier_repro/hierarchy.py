@@ -10,19 +10,29 @@ from typing import Iterable, Sequence
 
 from fastcore.basics import patch
 
-from .core import data_root, atomic_write
+from .core import data_root, atomic_write, load_array_pickle
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['PATH_SEP', 'HIERARCHIES', 'HierarchyError', 'Hierarchy', 'tree_distance_matrix', 'read_proxydr_csv', 'read_cvjena',
-           'read_cifar100_meta', 'read_plantnet300k', 'load_hierarchy', 'tree_transform']
+__all__ = ['PATH_SEP', 'HIERARCHIES', 'HierarchyError', 'read_text_file', 'Hierarchy', 'tree_distance_matrix', 'read_proxydr_csv',
+           'read_cvjena', 'read_cifar100_meta', 'read_plantnet300k', 'load_hierarchy', 'tree_transform']
 
 # %% ../nbs/00_hierarchy.ipynb #a27e9c1a
 class HierarchyError(ValueError):
     "A class hierarchy that cannot be built as given (the message names the problem and the fix)."
+
+# %% ../nbs/00_hierarchy.ipynb #ea885c8f
+def read_text_file(path: str | Path) -> str:
+    "The text of a hierarchy file: UTF-8, a byte-order mark dropped; an empty or non-UTF-8 file is a HierarchyError naming it and the fix."
+    b = Path(path).read_bytes()
+    if not b.strip(): raise HierarchyError(f"{path} is empty: a hierarchy file needs one line per class (or per parent-child pair)")
+    try: return b.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        raise HierarchyError(f"{path} is not UTF-8 text (byte {e.start}: {b[e.start:e.start + 1]!r}): save it as UTF-8 "
+                             "(in a spreadsheet: 'CSV UTF-8')") from None
 
 # %% ../nbs/00_hierarchy.ipynb #7aac0adf
 def _check_paths(paths, classes):
@@ -153,7 +163,7 @@ def from_indented(cls: Hierarchy, lines: Iterable[str] | str | Path, # the lines
     "Build a `Hierarchy` from an indented tree (the cvjena `--` format): one node per line."
     if isinstance(lines, Path) or (isinstance(lines, str) and '\n' not in lines):
         if not Path(lines).exists(): raise FileNotFoundError(f"{lines}: no such hierarchy file (pass the file's path or its text)")
-        lines = Path(lines).read_text(encoding='utf-8').splitlines()
+        lines = read_text_file(lines).splitlines()
     elif isinstance(lines, str): lines = lines.splitlines()
     stack, pairs = [], []
     for i, raw in enumerate(lines, 1):
@@ -193,9 +203,11 @@ def to_csv(self: Hierarchy, path: str | Path, extra: dict[str, Sequence] | None 
 @patch(cls_method=True)
 def from_csv(cls: Hierarchy, path: str | Path, name: str = '') -> Hierarchy:
     "Read a `label,class,path` CSV written by `Hierarchy.to_csv`; rows are sorted by label."
-    with open(path, newline='', encoding='utf-8') as f: rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(read_text_file(path).splitlines()))
     need = {'label', 'class', 'path'}
     if not rows or not need <= set(rows[0]): raise HierarchyError(f"{path}: expected a CSV with columns {sorted(need)}")
+    short = [i + 2 for i, r in enumerate(rows) if any(not r.get(k) for k in need)]
+    if short: raise HierarchyError(f"{path}, line(s) {short[:5]}: every row needs a label, a class and a path")
     rows.sort(key=lambda r: int(r['label']))
     labels = [int(r['label']) for r in rows]
     if labels != list(range(len(rows))): raise HierarchyError(f"{path}: labels must be 0..{len(rows) - 1} without gaps")
@@ -208,7 +220,7 @@ def from_csv(cls: Hierarchy, path: str | Path, name: str = '') -> Hierarchy:
 def read_proxydr_csv(path: str | Path, # a ProxyDR `*_cls.csv` (`Class,Path,Number`) or NABirds `*_cls2.csv` (`|`-separated, `Hierarchy` column)
                      name: str = '') -> Hierarchy:
     "Read a hierarchy file of the ProxyDR code; classes ordered by `Number`, dataset-folder prefixes stripped."
-    text = Path(path).read_text(encoding='utf-8')
+    text = read_text_file(path)
     delim = '|' if text.splitlines()[0].count('|') > text.splitlines()[0].count(',') else ','
     rows = sorted(csv.DictReader(text.splitlines(), delimiter=delim), key=lambda r: int(r['Number']))
     if 'Hierarchy' in rows[0]: paths = [r['Hierarchy'].split('//') for r in rows]
@@ -234,7 +246,7 @@ def read_cvjena(parent_child: str | Path, # cvjena `*.parent-child.txt`: `parent
 
 def read_cifar100_meta(path: str | Path) -> dict[str, list[str]]:
     "The official CIFAR-100 `meta` pickle: fine_label_names (100) and coarse_label_names (20)."
-    with open(path, 'rb') as f: d = pickle.load(f, encoding='latin1')  # official file, md5-checked by the caller
+    d = load_array_pickle(path)   # numpy arrays and containers only: a crafted file cannot run code
     return {'fine': list(d['fine_label_names']), 'coarse': list(d['coarse_label_names'])}
 
 def read_plantnet300k(class_idx_json: str | Path, species_names_json: str | Path, name: str = 'plantnet300k') -> Hierarchy:

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import cache_root, atomic_save
+from .core import cache_root, atomic_save, check_writable
 
 # %% auto #0
 __all__ = ['BACKBONES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LITE0_STAGES', 'IMAGENET_BIRDS', 'FEATURE_CACHE_VERSION',
@@ -316,8 +316,11 @@ def cached_features(dataset,                        # an ImageDataset: .name, .t
     path = feature_cache_path(dataset, backbone, weights, size, cache_dir)
     parts = {k: getattr(dataset, k, None) for k in ('train', 'val', 'test')}
     if path.exists():
-        blob = torch.load(path, map_location='cpu', weights_only=True)
+        try: blob = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as e:
+            raise RuntimeError(f"feature cache {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}): delete this file, it is recomputed") from None
     else:
+        check_writable(path.parent, 'HIER_REPRO_CACHE')   # before the work, not after
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = create_backbone(backbone, pretrained=pretrained, in_chans=shape[0] if shape else 3,

@@ -15,8 +15,8 @@ from torch import nn
 from .core import atomic_save
 
 # %% auto #0
-__all__ = ['seed_everything', 'resolve_device', 'epoch_generator', 'inner_optimizers', 'trainable_parameters', 'predict',
-           'accuracy', 'FitResult', 'fit']
+__all__ = ['EXPLODE', 'seed_everything', 'resolve_device', 'epoch_generator', 'inner_optimizers', 'trainable_parameters',
+           'predict', 'accuracy', 'FitResult', 'fit']
 
 # %% ../nbs/06_training.ipynb #82860988
 def seed_everything(seed: int):
@@ -102,6 +102,8 @@ def _make_scheduler(opt, schedule, epochs, milestones, gamma):
     raise ValueError(f"unknown schedule {schedule!r}: use 'constant', 'cosine' or 'step'")
 
 # %% ../nbs/06_training.ipynb #255ba0d2
+EXPLODE = 1e6   # a training loss this many times its start (or above 1e6 when it started below 1) stops the run, as NaN does
+
 def fit(model: nn.Module, loss: nn.Module, data, # model, loss(out, y, idx) and data with .train / .val splits
         epochs: int = 10, lr: float = 1e-4, batch_size: int = 32,
         optimizer: str = 'adam',          # 'adam' (ProxyDR), 'adamw' or 'sgd' (Nesterov, momentum 0.9)
@@ -128,12 +130,16 @@ def fit(model: nn.Module, loss: nn.Module, data, # model, loss(out, y, idx) and 
     res, start, best_state = FitResult(), 0, None
     ckpt = Path(run_dir) / 'last.pt' if run_dir is not None else None
     if ckpt is not None and resume and ckpt.exists():
-        st = torch.load(ckpt, map_location=device, weights_only=True)
+        try: st = torch.load(ckpt, map_location=device, weights_only=True)
+        except Exception as e:
+            raise RuntimeError(f"checkpoint {ckpt} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}); delete it, or rerun with force=True "
+                               "(--force) to train from scratch") from None
         model.load_state_dict(st['model']); opt.load_state_dict(st['optimizer']); sched.load_state_dict(st['scheduler'])
         for k, o in inner.items(): o.load_state_dict(st['inner'][k])
         res = FitResult(**st['result']); best_state = st['best_state']; start = st['epoch'] + 1
     has_val = getattr(data, 'val', None) is not None and len(data.val) > 0
     t_start = time.perf_counter() - res.wall_s
+    l0 = res.history[0]['train_loss'] if res.history else None   # the loss a run started at: the bound of an exploding loss
     done_now = 0
     for epoch in range(start, epochs):
         if stop_after is not None and done_now >= stop_after: break
@@ -150,11 +156,15 @@ def fit(model: nn.Module, loss: nn.Module, data, # model, loss(out, y, idx) and 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 out = model(x)
                 l = loss(out, y, idx)
-            if not torch.isfinite(l): raise FloatingPointError(f"loss became {l.item()} at epoch {epoch + 1}: lower the learning rate or check the inputs")
+            lv = l.item()
+            if l0 is None: l0 = abs(lv)
+            if not math.isfinite(lv) or abs(lv) > EXPLODE * max(1.0, l0):   # NaN, inf, or finite but exploding (lr far too high)
+                raise FloatingPointError(f"loss became {lv:.4g} at epoch {epoch + 1} (it started at {l0:.4g}): lower the learning rate "
+                                         "or check the inputs; no record was written")
             opt.zero_grad(set_to_none=True); l.backward(); opt.step()
             if hasattr(model, 'after_step'):
                 with torch.no_grad(): model.after_step(out, y)
-            tot += l.item() * len(y); n += len(y)
+            tot += lv * len(y); n += len(y)
         if device.type == 'cuda': torch.cuda.synchronize()
         train_s = time.perf_counter() - t0
         sched.step()

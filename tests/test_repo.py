@@ -74,4 +74,8 @@ def test_committed_tables_are_those_of_the_committed_results(tmp_path):
     tables = sorted(p.name for p in (root / 'figures').iterdir() if p.suffix in ('.md', '.csv', '.tex'))
     assert tables and {p.name for p in tmp_path.iterdir()} >= set(tables)
     differ = [n for n in tables if (root / 'figures' / n).read_bytes() != (tmp_path / n).read_bytes()]
-    assert differ == [], f'run `make report` to regenerate: {differ}'
+    if differ:
+        import difflib
+        first = differ[0]
+        diff = '\n'.join(list(difflib.unified_diff((root / 'figures' / first).read_text().splitlines(), (tmp_path / first).read_text().splitlines(), lineterm=''))[:30])
+        pytest.fail(f'run `make report` to regenerate {differ}; {first}:\n{diff}')

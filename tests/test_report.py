@@ -63,7 +63,18 @@ def test_report_on_synthetic_results(tmp_path):
     assert _digest(fig) == first          # running it twice changes nothing
 
 
-def test_report_without_results_says_so(tmp_path):
-    summary = make_report(tmp_path / 'none', tmp_path / 'figures', verbose=False)
-    assert summary.read_text().count('No results yet') >= 1 or 'No ' in summary.read_text()
-    assert (tmp_path / 'figures' / 'proxydr_measures.md').read_text().find('No results yet') >= 0
+def test_report_without_results_is_an_error_and_overwrites_nothing(tmp_path):
+    "A results folder that does not exist (a mistyped --results-dir) or holds no record stops the report before any figure is written."
+    (tmp_path / 'figures').mkdir(); (tmp_path / 'figures' / 'keep.md').write_text('mine')
+    for res in (tmp_path / 'nonexistent', tmp_path / 'figures'):
+        with pytest.raises(FileNotFoundError, match='no result records under'): make_report(res, tmp_path / 'figures', verbose=False)
+    assert [p.name for p in (tmp_path / 'figures').iterdir()] == ['keep.md']
+
+
+def test_section_without_records_keeps_its_files(tmp_path):
+    "Only the sections that have records are rewritten; the others say what to run."
+    res, fig = tmp_path / 'results', tmp_path / 'figures'
+    make_synthetic_results(res)
+    fig.mkdir(); (fig / 'dmlcrc_top1.md').write_text('earlier table')
+    text = make_report(res, fig, verbose=False).read_text()
+    assert (fig / 'dmlcrc_top1.md').read_text() == 'earlier table' and 'run `hier-repro grid dmlcrc`' in text
