@@ -271,6 +271,8 @@ HIERARCHIES = {
     'plantnet300k': 'Pl@ntNet-300K, genus -> species, 1,081 classes',
     'pets': 'Oxford-IIIT Pets, cat/dog -> 37 breeds',
     'fashion_mnist': 'Fashion-MNIST, hand-made 3-level tree (clothing/accessories -> 4 groups -> 10 classes)',
+    'imagenet1k': 'ImageNet-1k, WordNet 3.0: each class by the first hypernym path of its synset to entity (data/hierarchies/build_imagenet.py)',
+    'imagenet1k_shortest': 'ImageNet-1k, WordNet 3.0: each class by its shortest hypernym path to entity',
 }
 
 
