@@ -133,7 +133,7 @@ def test_corrupt_checkpoint_names_its_path_and_force_gets_past_it(tmp_path):
     cfg = dict(profile='test', model='softmax', results_dir=tmp_path / 'res', run_dir=tmp_path / 'run')
     (tmp_path / 'run').mkdir(); (tmp_path / 'run' / 'last.pt').write_bytes(b'not a checkpoint')
     from hier_repro.experiments import checkpoint_dir, config_hash, identity
-    (tmp_path / 'run' / 'train_config.json').write_text(config_hash(identity(resolve_config('proxydr', cfg))))
+    (tmp_path / 'run' / 'train_config.json').write_text(json.dumps({'hash': config_hash(identity(resolve_config('proxydr', cfg)))}))
     with pytest.raises(RuntimeError, match=r"checkpoint .*run/last.pt cannot be read .*force=True"): proxydr.run_proxydr(cfg)
     assert not (tmp_path / 'res').exists()
     rec = proxydr.run_proxydr(cfg, force=True)
