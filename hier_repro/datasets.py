@@ -874,6 +874,10 @@ def _read_cub_like(name: str, folder: Path, full: Hierarchy, label_of_id: dict, 
     m = read_cub_metadata(folder)
     exists = np.array([(folder / 'images' / p).is_file() for p in m['path']])
     if not exists.any(): raise DatasetNotFoundError(f"{folder}/images holds none of the {len(exists):,} images listed in images.txt")
+    if not exists.all():   # a partial copy (e.g. a class subset) is allowed, but never silently
+        import warnings
+        warnings.warn(f"{folder}: {int((~exists).sum()):,} of the {len(exists):,} images listed in images.txt are missing from images/ "
+                      f"(first: {m['path'][int(np.argmin(exists))]}); they are left out", stacklevel=2)
     unknown = sorted(set(m['class_id'].tolist()) - set(label_of_id))
     if unknown: raise HierarchyError(f"{folder}: class ids {unknown[:10]} are not in the {name} hierarchy")
     ids = sorted(set(m['class_id'][exists].tolist()), key=lambda c: label_of_id[c])

@@ -269,3 +269,23 @@ def test_hierarchy_file_reaches_the_experiment(tmp_path):
                               backbone='smallcnn', pretrained=False, image_size=16, R=5, results_dir=tmp_path / 'res')
     assert rec['config']['hierarchy'].endswith('tree.csv') and rec['dataset']['n_classes'] == 4
     assert sorted(set(rec['dataset']['tree_dist'])) == [2.0, 4.0]   # two levels: siblings 2 edges apart, across groups 4
+
+
+def test_unknown_papermill_parameter_is_refused(tmp_path):
+    "`-p lrr 0.1` (a misspelt lr) stops the notebook naming the parameter, instead of papermill's warning and a default run."
+    args = [str(VENV_BIN / 'papermill'), str(Path(__file__).parent.parent / 'nbs' / 'exp_proxydr.ipynb'), str(tmp_path / 'out.ipynb'), '-k', 'python3',
+            '--log-level', 'ERROR', '--cwd', str(Path(__file__).parent.parent / 'nbs'), '-p', 'profile', 'test', '-p', 'lrr', '0.1', '-p', 'results_dir', str(tmp_path / 'res')]
+    r = subprocess.run(args, capture_output=True, text=True, env={**os.environ, 'OMP_WAIT_POLICY': 'PASSIVE'})
+    assert r.returncode != 0 and "unknown notebook parameter(s) ['lrr']" in r.stderr + r.stdout
+    assert not (tmp_path / 'res').exists()
+
+
+def test_images_missing_from_a_copy_are_not_dropped_silently(tmp_path):
+    from PIL import Image
+    from hier_repro.datasets import _read_cub_like
+    _cub_tables(tmp_path / 'CUB')
+    (tmp_path / 'CUB' / 'images' / 'a').mkdir(parents=True); Image.new('RGB', (8, 8)).save(tmp_path / 'CUB' / 'images' / 'a' / '1.jpg')
+    full = Hierarchy([['birds', '001.Black_footed_Albatross'], ['birds', 'other']])
+    with pytest.warns(UserWarning, match=r"1 of the 2 images listed in images.txt are missing from images/ \(first: a/2.jpg\)"):
+        try: _read_cub_like('cub', tmp_path / 'CUB', full, {1: 0}, 'toy')
+        except Exception: pass   # what follows the warning is not this test's concern
