@@ -289,3 +289,22 @@ def test_images_missing_from_a_copy_are_not_dropped_silently(tmp_path):
     with pytest.warns(UserWarning, match=r"1 of the 2 images listed in images.txt are missing from images/ \(first: a/2.jpg\)"):
         try: _read_cub_like('cub', tmp_path / 'CUB', full, {1: 0}, 'toy')
         except Exception: pass   # what follows the warning is not this test's concern
+
+
+def test_settings_a_name_does_not_print_get_their_own_record():
+    "A key the stem only prints for some methods (Average-K's lam, for the two-head model) adds a hash for the others: no shared file."
+    from hier_repro.experiments import record_path
+    p = lambda e, **kw: record_path(e, resolve_config(e, profile='test', results_dir='/r', **kw)).name
+    assert p('avgk', method='ce') == 'ce-K2-p0__seed1.json' and p('avgk', method='ce', lam=0.5).startswith('ce-K2-p0__h')
+    assert p('avgk', method='two_head', lam=0.5) == 'two_head-K2-p0-lam0.5__seed1.json'
+    assert p('dmlcrc', method='softmax', m=4).startswith('softmax__h') and p('proxydr', hierarchy='cifar100').startswith('proxydr-standard__h')
+    assert p('proxydr', dataset='imagefolder', root='/a') != p('proxydr', dataset='imagefolder', root='/b')   # an image folder is its root
+
+
+def test_grid_faults_are_found_before_any_work(tmp_path):
+    from hier_repro.experiments import grid, run
+    with pytest.raises(ValueError, match="proxydr has no option 'x'"): grid('proxydr', seeds='1', option='standard,x', profile='test', results_dir=tmp_path)
+    with pytest.raises(ValueError, match="K: cannot read '3x'"): grid('avgk', seeds='1', K='2,3x', profile='test', results_dir=tmp_path)
+    with pytest.raises(ValueError, match='not seed'): grid('avgk', seed=5, profile='test', results_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"\['epochs'\] hold several values"): run('proxydr', epochs=[0], profile='test', results_dir=tmp_path)
+    assert snapshot(tmp_path) == {}
