@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_datasets.ipynb #0c2aea3a
 from __future__ import annotations
-import csv, gzip, hashlib, io, json, math, os, pickle, shutil, struct, tarfile, tempfile, time, urllib.request, zipfile
+import csv, gzip, hashlib, io, json, math, os, shutil, struct, tarfile, tempfile, time, urllib.request, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -354,7 +354,6 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.
 
 def decode_image(path, size: int | None = None, resize: str = 'crop', mode: str = 'RGB') -> np.ndarray:
     "Read an image file as an H x W x C uint8 array, resized to size x size ('crop': shorter side + centre crop; 'squash')."
-    from PIL import Image
     try: return _decode(path, size, resize, mode)
     except (OSError, SyntaxError) as e:   # PIL: truncated or corrupt file, unknown format
         raise OSError(f"cannot read image {path} ({type(e).__name__}: {e}): replace or delete the file") from None
@@ -405,7 +404,7 @@ def decode_images(files: Sequence, size: int, resize: str = 'crop', mode: str = 
     files, t0 = list(files), time.perf_counter()
     path, info = None, info if info is not None else {}
     if cache:
-        folder = check_writable(cache_dir('decoded') if cache is True else Path(cache), 'HIER_REPRO_CACHE')
+        folder = cache_dir('decoded') if cache is True else check_writable(Path(cache), 'HIER_REPRO_CACHE')   # cache_dir checks its own
         path = folder / f"{tag}-{len(files)}-{size}{resize[0]}{mode}-{content_key(files, size, resize, mode, 1)}.npy"
         info['cache'] = str(path)
         if path.exists():

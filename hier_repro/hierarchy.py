@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_hierarchy.ipynb #a3b81bad
 from __future__ import annotations
-import csv, json, os, pickle
+import csv, json
 from pathlib import Path
 from typing import Iterable, Sequence
 

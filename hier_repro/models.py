@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_models.ipynb #a05c7845
 from __future__ import annotations
-import copy, hashlib, json, math, os, tempfile, time
+import copy, hashlib, json, math, time
 from pathlib import Path
 from typing import Callable
 
