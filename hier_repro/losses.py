@@ -13,8 +13,8 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['LOG_EPSILON', 'WeightedSum', 'CrossEntropy', 'CorrLoss', 'make_proxydr_loss', 'two_head_pseudo_labels', 'TwoHeadLoss',
            'neg_log', 'expected_positive_regularizer', 'ANLoss', 'WANLoss', 'EPRLoss', 'ROLELoss', 'make_avgk_loss',
-           'crc_coefficients', 'procrc_coefficients', 'class_slots', 'collaborative_residuals', 'crc_predict',
-           'CollaborativeLoss', 'dmlcrc_loss']
+           'crc_coefficients', 'procrc_feature_space', 'procrc_coefficients', 'class_slots', 'collaborative_residuals',
+           'crc_predict', 'CollaborativeLoss', 'dmlcrc_loss']
 
 # %% ../nbs/04_losses.ipynb #a3f70348
 class WeightedSum(nn.Module):
@@ -184,11 +184,30 @@ def crc_coefficients(z: torch.Tensor, X: torch.Tensor, lam: float = 1e-2,
         U = U + V * ((xe * U).sum(1) / (1 - (xe * V).sum(1)))[:, None]      # Sherman-Morrison: (A - x_i x_iᵀ)⁻¹ z
         return (U @ X.T) * (1 - E)
 
+def procrc_feature_space(z: torch.Tensor, X: torch.Tensor, labels: torch.Tensor, n_classes: int,
+                         lam: float = 1e-2, gamma: float = 1e-3) -> torch.Tensor:
+    "ProCRC codes by d x d solves (float64): α = z(I + aH)⁻¹Wᵀ, W_c = X_c(γX_cᵀX_c + λI)⁻¹, H = XᵀW, a = γ(C-2)+1."
+    X64, I = X.double(), torch.eye(X.shape[1], dtype=torch.float64, device=X.device)
+    W, H = torch.zeros_like(X64), torch.zeros_like(I)
+    for c in labels.unique():
+        rows = (labels == c).nonzero()[:, 0]; Xc = X64[rows]
+        if len(rows) <= X.shape[1]:   # (γX_cX_cᵀ + λI)⁻¹X_c: an n_c x n_c solve
+            Wc = torch.linalg.solve(gamma * Xc @ Xc.T + lam * torch.eye(len(rows), dtype=torch.float64, device=X.device), Xc)
+        else: Wc = torch.linalg.solve(gamma * Xc.T @ Xc + lam * I, Xc.T).T   # X_c(γX_cᵀX_c + λI)⁻¹: d x d
+        W = W.index_put((rows,), Wc); H = H + Xc.T @ Wc
+    a = gamma * (n_classes - 2) + 1
+    return (torch.linalg.solve(I + a * H, z.double().T).T @ W.T).to(z.dtype)
+
 def procrc_coefficients(z: torch.Tensor, X: torch.Tensor, labels: torch.Tensor, n_classes: int,
-                        lam: float = 1e-2, gamma: float = 1e-3, exclude: torch.Tensor | None = None) -> torch.Tensor:
+                        lam: float = 1e-2, gamma: float = 1e-3, exclude: torch.Tensor | None = None,
+                        feature_space: bool | None = None) -> torch.Tensor:  # None: the d x d form when n > d and nothing is excluded
     "ProCRC codes α = A⁻¹Xz, A = (γ(C-2)+1)XXᵀ + γ·blkdiag(X_cX_cᵀ) + λI."
     with torch.autocast(z.device.type, enabled=False):
         z, X = _fp(z, X)
+        if feature_space is None: feature_space = exclude is None and len(X) > X.shape[1]
+        if feature_space:
+            if exclude is not None: raise ValueError("the d x d form of ProCRC takes no `exclude`: use feature_space=False")
+            return procrc_feature_space(z, X, labels, n_classes, lam, gamma)
         G = X @ X.T
         same = (labels[:, None] == labels[None, :]).to(G.dtype)
         A = (gamma * (n_classes - 2) + 1) * G + gamma * G * same + lam * torch.eye(len(X), dtype=X.dtype, device=X.device)

@@ -12,14 +12,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import cache_root, atomic_save, check_writable
+from .core import cache_root, atomic_save, check_writable, file_lock
 
 # %% auto #0
 __all__ = ['BACKBONES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LITE0_STAGES', 'IMAGENET_BIRDS', 'FEATURE_CACHE_VERSION',
-           'VOLATILE_DESCRIPTION_KEYS', 'register_backbone', 'list_backbones', 'PretrainedWeightsError', 'fresh_conv',
-           'Renormalize', 'SmallCNN', 'Conv2dSame', 'MBConv', 'EfficientNetLite0', 'efficientnet_lite0_weights_path',
-           'create_backbone', 'FeatureInput', 'EmbeddingNet', 'extract_features', 'TensorSplit', 'description_hash',
-           'feature_cache_path', 'FeatureDataset', 'cached_features']
+           'register_backbone', 'list_backbones', 'PretrainedWeightsError', 'fresh_conv', 'Renormalize', 'SmallCNN',
+           'Conv2dSame', 'MBConv', 'EfficientNetLite0', 'efficientnet_lite0_weights_path', 'create_backbone',
+           'FeatureInput', 'EmbeddingNet', 'extract_features', 'TensorSplit', 'image_keys', 'feature_cache_path',
+           'FeatureDataset', 'cached_features']
 
 # %% ../nbs/02_models.ipynb #a8861116
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
@@ -258,6 +258,10 @@ class TensorSplit:
         self.y_clean = self.coarse = None   # optional per-sample extras, as in datasets.Split
     def __len__(self): return len(self.y)
     def __repr__(self): return f"TensorSplit({len(self)} x {tuple(self.x.shape[1:])})"
+    def subset(self, idx) -> 'TensorSplit':
+        "A new TensorSplit with the rows `idx`."
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return TensorSplit(self.x[idx.to(self.x.device)], self.y[idx.to(self.y.device)])
     def batches(self, batch_size: int, shuffle: bool = False, generator=None, device='cpu', augment=None, drop_last: bool = False):
         "Yield (x, y, idx) batches on `device`; `shuffle` uses `generator`."
         if augment is not None: raise ValueError("augmentation applies to images, not to precomputed features: pass augment=None")
@@ -270,24 +274,22 @@ class TensorSplit:
             yield x[i.to(device)], y[i.to(device)], i
 
 # %% ../nbs/02_models.ipynb #6b7cc276
-FEATURE_CACHE_VERSION = 2   # 2: pretrained backbones keep their first conv on grey images
+FEATURE_CACHE_VERSION = 3   # 3: one feature per image, keyed by the image (2: pretrained backbones keep their first conv on grey images)
 
-VOLATILE_DESCRIPTION_KEYS = ('storage', 'decoded_cache', 'features')   # how/where it was loaded (timings, paths), not what
-
-def description_hash(dataset) -> str:
-    "A short stable hash of what a dataset is: its description (minus how it was loaded) and the labels of its splits."
-    desc = {k: v for k, v in (getattr(dataset, 'description', None) or {}).items() if k not in VOLATILE_DESCRIPTION_KEYS}
-    h = hashlib.sha256(json.dumps([FEATURE_CACHE_VERSION, desc], sort_keys=True, default=str).encode())
-    for k in ('train', 'val', 'test'):
-        s = getattr(dataset, k, None)
-        if s is not None: h.update(k.encode() + torch.as_tensor(s.y).cpu().numpy().tobytes())
-    return h.hexdigest()[:12]
+def image_keys(split) -> list[bytes]:
+    "A 16-byte key per image of `split`: a hash of its pixels (or file name) and of the split's normalisation, size and crop."
+    h = hashlib.blake2b(json.dumps([FEATURE_CACHE_VERSION] + [None if (v := getattr(split, k, None)) is None else torch.as_tensor(v).tolist()
+                                   if k != 'resize' else v for k in ('mean', 'std', 'size', 'resize')]).encode(), digest_size=16)
+    rows = ([str(f).encode() for f in split.files] if getattr(split, 'files', None) is not None
+            else [r.tobytes() for r in split.x.cpu().contiguous().numpy()])
+    def key(r):
+        k = h.copy(); k.update(r); return k.digest()
+    return [key(r) for r in rows]
 
 def feature_cache_path(dataset, backbone: str, weights: str, image_size, cache_dir=None) -> Path:
-    "Where the features of `dataset` under (`backbone`, `weights`, `image_size`) are cached."
-    h = description_hash(dataset)
+    "The feature store of `dataset`'s images under (`backbone`, `weights`, `image_size`)."
     size = 'x'.join(map(str, image_size)) if image_size else 'native'
-    return Path(cache_dir or cache_root() / 'features') / f"{dataset.name}__{h}__{backbone}__{weights}__{size}.pt"
+    return Path(cache_dir or cache_root() / 'features') / f"{dataset.name}__{backbone}__{weights}__{size}__v{FEATURE_CACHE_VERSION}.pt"
 
 # %% ../nbs/02_models.ipynb #41f5bea8
 class FeatureDataset:
@@ -299,6 +301,25 @@ class FeatureDataset:
     def __repr__(self):
         sizes = ', '.join(f"{k} {len(s)}" for k, s in [('train', self.train), ('val', self.val), ('test', self.test)] if s is not None)
         return f"FeatureDataset({self.name}: {self.n_classes} classes, {self.image_shape[0]}-d features; {sizes})"
+
+def _read_store(path: Path) -> dict:
+    "A feature store as {'rows': {key: row}, 'x': features, 'meta'} (empty when the file does not exist)."
+    if not path.exists(): return dict(rows={}, x=torch.zeros(0), meta={})
+    try: blob = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise RuntimeError(f"feature cache {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}): delete this file, it is recomputed") from None
+    return dict(rows={bytes(k): i for i, k in enumerate(blob['keys'].numpy())}, x=blob['x'], meta=blob['meta'])
+
+def _append(store: dict, keys: list[bytes], feats: torch.Tensor):
+    "Add features under their keys (a repeated image keeps its first row)."
+    for i, k in enumerate(keys): store['rows'].setdefault(k, len(store['x']) + i)
+    store['x'] = torch.cat([store['x'], feats]) if len(store['x']) else feats
+
+def _write_store(store: dict, path: Path):
+    "Write a feature store atomically: keys (N x 16 uint8), the features of those keys, meta."
+    keys = list(store['rows'])
+    atomic_save(dict(keys=torch.frombuffer(bytearray(b''.join(keys)), dtype=torch.uint8).view(-1, 16),
+                     x=store['x'][[store['rows'][k] for k in keys]], meta=store['meta']), path)
 
 def cached_features(dataset,                        # an ImageDataset: .name, .train/.val/.test, .classes, .hierarchy, .description, .image_shape
                     backbone: str = 'efficientnet_lite0',
@@ -314,28 +335,33 @@ def cached_features(dataset,                        # an ImageDataset: .name, .t
     size = tuple(image_size) if image_size else tuple(shape[-2:])
     weights = 'imagenet' if pretrained else f'random-s{seed}'
     path = feature_cache_path(dataset, backbone, weights, size, cache_dir)
-    parts = {k: getattr(dataset, k, None) for k in ('train', 'val', 'test')}
-    if path.exists():
-        try: blob = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as e:
-            raise RuntimeError(f"feature cache {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}): delete this file, it is recomputed") from None
-    else:
+    parts = {k: s for k in ('train', 'val', 'test') if (s := getattr(dataset, k, None)) is not None}
+    keys = {k: image_keys(s) for k, s in parts.items()}
+    missing = lambda store: {k: [i for i, key in enumerate(ks) if key not in store['rows']] for k, ks in keys.items()}
+    store = _read_store(path); new = missing(store)
+    if any(new.values()):   # a complete store is only read (it may lie in a read-only folder)
         check_writable(path.parent, 'HIER_REPRO_CACHE')   # before the work, not after
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = create_backbone(backbone, pretrained=pretrained, in_chans=shape[0] if shape else 3,
-                                  input_mean=getattr(dataset, 'mean', None), input_std=getattr(dataset, 'std', None), **backbone_kwargs)
-        t = time.perf_counter()
-        blob = {k: {'x': extract_features(net, s, batch_size, device, image_size, progress), 'y': torch.as_tensor(s.y)}
-                for k, s in parts.items() if s is not None}
-        blob['meta'] = dict(dataset=dataset.name, backbone=backbone, weights=weights, image_size=list(size),
-                            seconds=time.perf_counter() - t, version=FEATURE_CACHE_VERSION)
-        atomic_save(blob, path)
-    dim = next(v['x'].shape[1] for k, v in blob.items() if k != 'meta')
-    splits = {k: TensorSplit(blob[k]['x'], blob[k]['y']) if k in blob else None for k in parts}
+        with file_lock(path.with_name(path.name + '.lock'), f'waiting for another process extracting features into {path.name}'):
+            store = _read_store(path); new = missing(store)   # another process may have added them meanwhile
+            if any(new.values()):
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    net = create_backbone(backbone, pretrained=pretrained, in_chans=shape[0] if shape else 3,
+                                          input_mean=getattr(dataset, 'mean', None), input_std=getattr(dataset, 'std', None), **backbone_kwargs)
+                t = time.perf_counter()
+                for k, rows in new.items():
+                    if rows: _append(store, [keys[k][r] for r in rows], extract_features(net, parts[k] if len(rows) == len(parts[k]) else
+                                                                                        parts[k].subset(torch.tensor(rows)), batch_size, device, image_size, progress))
+                store['meta'] = dict(dataset=dataset.name, backbone=backbone, weights=weights, image_size=list(size), version=FEATURE_CACHE_VERSION,
+                                     seconds=store['meta'].get('seconds', 0.0) + time.perf_counter() - t)
+                _write_store(store, path)
+    splits = {k: TensorSplit(store['x'][[store['rows'][key] for key in keys[k]]], torch.as_tensor(s.y)) for k, s in parts.items()}
+    dim = next(iter(splits.values())).x.shape[1]
+    splits |= {k: None for k in ('train', 'val', 'test') if k not in splits}
     for k, s in splits.items():   # keep per-sample extras of the image splits (clean labels under label noise, coarse labels)
         for attr in ('y_clean', 'coarse'):
             if s is not None and getattr(parts[k], attr, None) is not None: setattr(s, attr, getattr(parts[k], attr))
-    desc = dict(getattr(dataset, 'description', {}) or {}, features=dict(blob['meta'], cache=str(path)))
+    meta = dict(store['meta'], extracted_now=sum(map(len, new.values())))
+    desc = dict(getattr(dataset, 'description', {}) or {}, features=dict(meta, cache=str(path)))
     return FeatureDataset(f"{dataset.name}+{backbone}", splits['train'], splits['val'], splits['test'],
                           list(dataset.classes), getattr(dataset, 'hierarchy', None), desc, dim)

@@ -126,19 +126,40 @@ def test_feature_cache_hit_miss(tmp_path, monkeypatch):
     calls = []
     real = models.extract_features
     monkeypatch.setattr(models, 'extract_features', lambda *a, **k: calls.append(1) or real(*a, **k))
+    stores = lambda: len(list(tmp_path.glob('*.pt')))
     a = cached_features(_toy(), 'smallcnn', pretrained=False, cache_dir=tmp_path)
     assert len(calls) == 2 and a.train.x.shape == (8, 128) and a.test is None and a.n_classes == 2
     b = cached_features(_toy(), 'smallcnn', pretrained=False, cache_dir=tmp_path)          # hit
     assert len(calls) == 2 and torch.equal(a.train.x, b.train.x) and torch.equal(a.val.y, b.val.y)
     cached_features(_toy(), 'smallcnn', pretrained=False, cache_dir=tmp_path, seed=1)       # other random weights: miss
     cached_features(_toy(), 'smallcnn', pretrained=False, cache_dir=tmp_path, image_size=32) # other size: miss
-    cached_features(_toy(split='v2'), 'smallcnn', pretrained=False, cache_dir=tmp_path)      # other description: miss
-    assert len(calls) == 8 and len(list(tmp_path.iterdir())) == 4
+    assert len(calls) == 6 and stores() == 3
+    cached_features(_toy(split='v2'), 'smallcnn', pretrained=False, cache_dir=tmp_path)      # other description, same images: hit
     cached_features(_toy(storage='decoded in 3.2 s'), 'smallcnn', pretrained=False, cache_dir=tmp_path)  # how it was loaded: hit
     other_labels = _toy(); other_labels.train.y = 1 - other_labels.train.y
-    cached_features(other_labels, 'smallcnn', pretrained=False, cache_dir=tmp_path)          # other labels: miss
-    assert len(calls) == 10 and len(list(tmp_path.iterdir())) == 5
+    c = cached_features(other_labels, 'smallcnn', pretrained=False, cache_dir=tmp_path)      # other labels (label noise): hit
+    assert len(calls) == 6 and torch.equal(c.train.x, a.train.x) and torch.equal(c.train.y, other_labels.train.y)
+    other_images = _toy(seed=5)
+    d = cached_features(other_images, 'smallcnn', pretrained=False, cache_dir=tmp_path)      # other images: extracted, appended
+    assert len(calls) == 8 and stores() == 3 and not torch.equal(d.train.x, a.train.x)
+    normalised = _toy(); normalised.train.mean, normalised.train.std = torch.tensor([0.5]), torch.tensor([0.2])
+    cached_features(normalised, 'smallcnn', pretrained=False, cache_dir=tmp_path)            # same pixels, other normalisation: train missed
+    assert len(calls) == 9
     assert 'random-s1' in feature_cache_path(_toy(), 'smallcnn', 'random-s1', (28, 28), tmp_path).name
+
+
+def test_feature_cache_one_extraction_for_concurrent_processes(tmp_path):
+    "Two processes asking for the same features at once: one extracts, the other waits and reads (a file lock)."
+    import subprocess, sys, textwrap
+    code = textwrap.dedent(f"""
+        import sys, torch; sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_models import _toy
+        from hier_repro.models import cached_features
+        fd = cached_features(_toy(n=64), 'smallcnn', pretrained=False, cache_dir={str(tmp_path)!r})
+        print(fd.description['features']['extracted_now'])""")
+    procs = [subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = sorted(int(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs)
+    assert outs == [0, 68] and len(list(tmp_path.glob('*.pt'))) == 1
 
 
 def test_feature_dataset_keeps_split_extras(tmp_path):
@@ -164,10 +185,10 @@ def test_feature_cache_write_is_atomic(tmp_path, monkeypatch):
         raise KeyboardInterrupt                       # ... then the process is interrupted
     monkeypatch.setattr(torch, 'save', crash)
     with pytest.raises(KeyboardInterrupt): cached_features(_toy(), 'smallcnn', pretrained=False, cache_dir=tmp_path)
-    assert list(tmp_path.iterdir()) == []            # neither a truncated cache file nor a temporary left behind
+    assert [f.suffix for f in tmp_path.iterdir()] == ['.lock']   # neither a truncated cache file nor a temporary left behind
     monkeypatch.setattr(torch, 'save', real)
     fd = cached_features(_toy(), 'smallcnn', pretrained=False, cache_dir=tmp_path)
-    assert fd.train.x.shape == (8, 128) and len(list(tmp_path.iterdir())) == 1
+    assert fd.train.x.shape == (8, 128) and len(list(tmp_path.glob('*.pt'))) == 1
 
 
 def test_random_backbone_seeded(tmp_path):
