@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 #   make test TORCH="torch torchvision"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 NBDEV_WORKERS ?= 2
-JOBS ?= 1
+# worker processes of `make reproduce` (empty: one per core, each with one torch thread)
+JOBS ?=
 # idle OpenMP threads sleep instead of spinning (2-core machines shared with other jobs)
 export OMP_WAIT_POLICY ?= PASSIVE
 
@@ -35,13 +36,14 @@ test-py: install
 ## test: sync check, the notebooks' asserts (nbdev_test), then pytest (its summary line ends the output)
 test: sync test-nbs test-py
 
-## reproduce: every experiment notebook over its quick grid on the embedded default (CPU, no network), then figures/ and README
+## reproduce: recompute every record of the quick plan on the embedded default (CPU, no network, one process per core),
+## execute the experiment notebooks on them, then figures/ and README
 reproduce: install
-	$(VENV)/bin/hier-repro reproduce --profile quick --jobs $(JOBS)
+	$(VENV)/bin/hier-repro reproduce --profile quick $(if $(JOBS),--jobs $(JOBS))
 
 ## paper: the papers' full settings (ResNet-50 / VGG-19 fine-tuned, 100 epochs): a GPU machine and the real datasets
 paper: install
-	$(VENV)/bin/hier-repro reproduce --profile paper --jobs $(JOBS)
+	$(VENV)/bin/hier-repro reproduce --profile paper --jobs $(or $(JOBS),1)
 
 ## report: figures/ and README from the records in results/ only
 report: install

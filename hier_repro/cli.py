@@ -32,7 +32,9 @@ def _add_experiment_flags(p: argparse.ArgumentParser, exp: str, command: str):
     p.add_argument('--force', action='store_true', default=None, help='retrain from scratch and overwrite an existing record')
     p.add_argument('--allow-dirty', dest='allow_dirty', action='store_true', default=None, help='run evidence on uncommitted changes')
     p.add_argument('--set', action='append', metavar='KEY=VALUE', help='any config key')
-    if command == 'grid': p.add_argument('--seeds', default='1-3', help="seeds, e.g. 1-5 or 1,2,3 (default: 1-3)")
+    if command == 'grid':
+        p.add_argument('--seeds', default='1-3', help="seeds, e.g. 1-5 or 1,2,3 (default: 1-3)")
+        p.add_argument('--jobs', type=int, default=1, help='worker processes, one torch thread per core each (default: 1, in this process)')
 
 def build_parser() -> argparse.ArgumentParser:
     "The `hier-repro` argument parser: run, grid, report, reproduce."
@@ -51,14 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--results-dir', dest='results_dir', help='default: results/'); r.add_argument('--figures-dir', dest='figures_dir', help='default: figures/')
     rp = sub.add_parser('reproduce', help='run the experiment notebooks over their plans, then the report')
     rp.add_argument('--profile', default='quick', choices=['quick', 'paper'], help='quick: CPU, embedded default; paper: the papers\' settings')
-    rp.add_argument('--dataset', default=None, help='run every plan on this dataset'); rp.add_argument('--jobs', type=int, default=1, help='notebooks at once')
-    rp.add_argument('--force', action='store_true', help='recompute every record'); rp.add_argument('--allow-dirty', dest='allow_dirty', action='store_true', help='run on uncommitted changes')
+    rp.add_argument('--dataset', default=None, help='run every plan on this dataset')
+    rp.add_argument('--jobs', type=int, default=None, help='worker processes for the records, one per core by default (each with cores/jobs torch threads)')
+    rp.add_argument('--reuse', action='store_true', help='keep existing records of the same configs (default: recompute every record)')
+    rp.add_argument('--force', action='store_true', help=argparse.SUPPRESS)   # recomputing is the default now
+    rp.add_argument('--allow-dirty', dest='allow_dirty', action='store_true', help='run on uncommitted changes')
     return p
 
 # %% ../nbs/13_cli.ipynb #3dc4485b
 def _config(args) -> dict:
     "Config from the parsed flags: every flag given, then the --set pairs."
-    skip = ('command', 'experiment', 'seeds', 'set')
+    skip = ('command', 'experiment', 'seeds', 'set', 'jobs')
     cfg = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     for kv in args.set or []:
         if '=' not in kv: raise SystemExit(f"--set expects key=value, got {kv!r}")
@@ -88,7 +93,7 @@ def _main(argv) -> int:
             print(json.dumps({k: rec[k] for k in ('experiment', 'config_name', 'record_name', 'seed') if k in rec}
                              | {'wall_s': round(rec.get('wall_s', 0), 1), 'reused': 'reused_from' in rec}))
         else:
-            recs = grid(args.experiment, seeds=args.seeds, **cfg)
+            recs = grid(args.experiment, seeds=args.seeds, jobs=args.jobs, **cfg)
             print(f"{len(recs)} runs in {time.perf_counter() - t:.0f}s")
         return 0
     if args.command == 'probe':
@@ -102,5 +107,5 @@ def _main(argv) -> int:
         return 0
     if args.command == 'report': make_report(results_dir=args.results_dir, figures_dir=args.figures_dir); return 0
     if args.command == 'reproduce':
-        reproduce(profile=args.profile, dataset=args.dataset, jobs=args.jobs, force=args.force, allow_dirty=args.allow_dirty); return 0
+        reproduce(profile=args.profile, dataset=args.dataset, jobs=args.jobs, force=not args.reuse, allow_dirty=args.allow_dirty); return 0
     return 1

@@ -22,7 +22,8 @@ __all__ = ['COMMON_DEFAULTS', 'RUN_OPTIONS', 'PROFILES', 'QUICK_BY_DATASET', 'SM
            'check_ranges', 'plain_layers', 'resolve_config', 'key_type', 'identity', 'config_hash', 'config_diff',
            'regime', 'record_stem', 'results_dir_for', 'record_path', 'checkpoint_dir', 'ConfigMismatch', 'reusable',
            'trim_split', 'prepare_data', 'make_backbone', 'dataset_summary', 'run', 'require_clean', 'grid_points',
-           'grid', 'injected_parameters', 'notebook_config', 'notebook_seeds', 'show_training']
+           'grid_todo', 'grid', 'run_groups', 'run_many', 'injected_parameters', 'notebook_config', 'notebook_seeds',
+           'show_training']
 
 # %% ../nbs/07_experiments.ipynb #e21d5bc0
 def _no_extra(cfg, data, model, loss, fitted, metrics) -> dict: return {}
@@ -83,7 +84,8 @@ COMMON_DEFAULTS = dict(
     dataset='fashion_mnist_small', root=None, train_flag=None, hierarchy=None, seed=1, data_seed=0, profile='quick',
     backbone=None, width=None, pretrained=None, frozen=None, image_size=None, augment=None,
     epochs=None, lr=None, batch_size=None, weight_decay=0.0, emb_dim=128, n_train=None, n_val=None, n_test=None, device='auto')
-RUN_OPTIONS = dict(results_dir=None, run_dir=None, force=False, allow_dirty=False)
+RUN_OPTIONS = dict(results_dir=None, run_dir=None, force=False, allow_dirty=False,
+                   retrain=None)   # with force: also train again (None: as force; False: resume a finished training of the same config)
 
 PROFILES = {
     # profile: values for keys left None
@@ -114,7 +116,7 @@ def profile_layers(defaults: dict,  # every key of the experiment with its defau
 # %% ../nbs/07_experiments.ipynb #e97250b1
 KEY_TYPES = dict(root=str, train_flag=int, hierarchy=str, seed=int, data_seed=int, profile=str, backbone=str, width=int, pretrained=bool,
                  frozen=bool, image_size=int, augment=str, epochs=int, lr=float, batch_size=int, weight_decay=float, emb_dim=int,
-                 n_train=int, n_val=int, n_test=int, device=str, results_dir=str, run_dir=str, force=bool, allow_dirty=bool)
+                 n_train=int, n_val=int, n_test=int, device=str, results_dir=str, run_dir=str, force=bool, allow_dirty=bool, retrain=bool)
 _TRUE, _FALSE = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
 
 def coerce(key: str, value, kind: type):
@@ -319,7 +321,7 @@ def _fit_run(e: Experiment, cfg: dict, data, run_dir: Path):
     "Build and train the model of a run: (model, loss, fitted), or (None, None, None) when it trains nothing."
     if e.build is None or not e.trains(cfg): return None, None, None
     from hier_repro.datasets import make_augment
-    fresh = _claim_checkpoint(run_dir, e.hook('train_config')(cfg), cfg['force'])
+    fresh = _claim_checkpoint(run_dir, e.hook('train_config')(cfg), cfg['force'] if cfg.get('retrain') is None else cfg['retrain'])
     torch.manual_seed(cfg['seed'])
     model, loss = e.build(cfg, data)
     augment = None if cfg.get('frozen') or cfg.get('augment') in (None, 'none') else make_augment(cfg['augment'], data.image_shape)
@@ -412,12 +414,11 @@ def grid_points(axes: dict,   # {key or (keys...): default values (tuples for a 
     return [dict(kv for d in combo for kv in d.items()) for combo in itertools.product(*parts)]
 
 # %% ../nbs/07_experiments.ipynb #381474fb
-def grid(exp: str | Experiment,   # the experiment (name or spec)
-         seeds='1-3',             # '1-5', '1,3' or a list
-         progress: bool = True,   # one line per run
-         **config                 # config keys; a list (or 'a,b') for a key makes it an axis
-        ) -> list[dict]:
-    "Run every point of the experiment's grid for every seed (existing records of the same config reused); returns the records."
+def grid_todo(exp: str | Experiment,   # the experiment (name or spec)
+              seeds='1-3',             # '1-5', '1,3' or a list
+              **config                 # config keys; a list (or 'a,b') for a key makes it an axis
+             ) -> list[dict]:
+    "The configs of every point of the experiment's grid for every seed, each checked before any work (a dirty tree refused outside the test profile)."
     e = get_experiment(exp)
     if config.get('seed') is not None: raise ValueError("grid takes its seeds as seeds='1-3' (or --seeds), not seed")
     base = {k: v for k, v in config.items() if not isinstance(v, (list, tuple)) and k != 'seed'}
@@ -426,15 +427,115 @@ def grid(exp: str | Experiment,   # the experiment (name or spec)
     axes = (e.test_axes(config) if profile == 'test' else {}) or e.axes(config)
     todo = [{**base, **{k: v for k, v in pt.items() if v is not None}, 'seed': seed}
             for seed in parse_seeds(seeds) for pt in grid_points(axes, config)]
-    for c in todo: resolve_config(e, c)   # every point checked before any work
+    for c in todo: resolve_config(e, c)
+    return todo
+
+def grid(exp: str | Experiment,   # the experiment (name or spec)
+         seeds='1-3',             # '1-5', '1,3' or a list
+         progress: bool = True,   # one line per run
+         jobs: int = 1,           # worker processes (each with cores / jobs torch threads); 1: in this process
+         **config                 # config keys; a list (or 'a,b') for a key makes it an axis
+        ) -> list[dict]:
+    "Run every point of the experiment's grid for every seed (existing records of the same config reused); returns the records."
+    e = get_experiment(exp)
+    return run_many([(e, c) for c in grid_todo(e, seeds, **config)], jobs=jobs, progress=progress)
+
+# %% ../nbs/07_experiments.ipynb #09f8d1f3
+def run_groups(points: list, force: bool = False) -> list[list[tuple[int, str, dict]]]:
+    "(index, experiment name, config) of `points` in groups that share a checkpoint folder, in order; with force, later members resume the group's training."
+    groups = {}
+    for i, (exp, cfg) in enumerate(points):
+        e = get_experiment(exp); c = resolve_config(e, cfg)
+        key = str(checkpoint_dir(e, c)) if e.build is not None and e.trains(c) else f'record:{record_path(e, c)}'
+        groups.setdefault(key, []).append((i, e.name, dict(cfg)))
+    for g in groups.values():
+        for j, (_, _, cfg) in enumerate(g):
+            if force or cfg.get('force'): cfg.update(force=True, **({} if j == 0 or cfg.get('retrain') is not None else {'retrain': False}))
+    return list(groups.values())
+
+def _guess_seconds(group) -> float:
+    "The expected duration of a group: the wall times of its existing records (30 s for a missing one)."
+    total = 0.0
+    for _, name, cfg in group:
+        try: total += float(read_result(record_path(name, resolve_config(name, cfg))).get('wall_s') or 30)
+        except (OSError, ValueError, KeyError): total += 30.0
+    return total
+
+# %% ../nbs/07_experiments.ipynb #068c17b3
+def _worker_init(modules: list[str], threads: int):
+    "A worker process: torch with `threads` threads, the modules that register the specs imported."
+    import importlib
+    torch.set_num_threads(threads)
+    for m in modules: importlib.import_module(m)
+
+def _run_group(group, catch: bool = True) -> list[tuple[int, dict, float, str | None]]:
+    "Run a group's points in order: (index, record or None, seconds, error or None) each (catch=False: an error propagates)."
     out = []
-    for c in todo:
+    for i, name, cfg in group:
         t = time.perf_counter()
-        r = run(e, c)
-        if progress: print(f"[{e.name}] {r['regime']} {r['record_name']} seed {c['seed']}: {e.summary(r)} ({time.perf_counter() - t:.1f}s)",
-                           flush=True)
-        out.append(r)
+        try: out.append((i, run(name, cfg), time.perf_counter() - t, None))
+        except Exception as err:
+            if not catch: raise
+            out.append((i, None, time.perf_counter() - t, f"{name} seed {cfg.get('seed')}: {type(err).__name__}: {err}"))
     return out
+
+def _spec_modules(names) -> list[str] | None:
+    "The importable modules that define the specs `names` (None when one is defined in __main__ or a notebook)."
+    mods = {getattr(get_experiment(n).evaluate, '__module__', None) for n in names}
+    return None if any(m in (None, '__main__') or m.startswith('__') for m in mods) else sorted(mods)
+
+def _prepare_features(groups):
+    "Extract the frozen features every group needs, once per set of images, in this process (every core)."
+    seen = set()
+    for g in groups:
+        _, name, cfg = g[0]; e = get_experiment(name); c = resolve_config(e, cfg)
+        key = (e.name, tuple((k, str(c.get(k))) for k in ('dataset', 'root', 'train_flag', 'data_seed', 'backbone', 'pretrained', 'image_size',
+                                                         'n_train', 'n_val', 'n_test')))
+        if c.get('frozen') and key not in seen and (c['force'] or not record_path(e, c).exists()):
+            seen.add(key); e.hook('prepare')(c)
+
+# %% ../nbs/07_experiments.ipynb #c4209b07
+def run_many(points: list,               # (experiment name or spec, config) pairs
+             jobs: int | None = 1,       # worker processes (None: one per core); 1: in this process
+             force: bool = False,        # recompute every point (each shared training once)
+             progress: bool = True       # one line per finished run, with the count and the time so far
+            ) -> list[dict]:
+    "Run every point (existing records of the same config reused unless force), `jobs` at a time with cores/jobs threads each; records in input order."
+    import os
+    cores = os.cpu_count() or 1
+    jobs = max(1, min(cores if jobs is None else int(jobs), len(points) or 1))
+    groups = sorted(run_groups(points, force), key=_guess_seconds, reverse=True)
+    names = {name for g in groups for _, name, _ in g}
+    mods = _spec_modules(names) if jobs > 1 else None
+    if jobs > 1 and mods is None: print('[run_many] a spec is not defined in an importable module: running in this process', flush=True); jobs = 1
+    recs, errors, t0, n = [None] * len(points), [], time.perf_counter(), 0
+    def done(results):
+        nonlocal n
+        for i, rec, secs, err in results:
+            n += 1
+            if err: errors.append(err); print(f'[run_many] FAILED {err}', flush=True); continue
+            recs[i] = rec
+            if progress: print(f"[{rec['experiment']}] {rec['regime']} {rec['record_name']} seed {rec['seed']}: {get_experiment(rec['experiment']).summary(rec)} "
+                               f"({secs:.1f}s) [{n}/{len(points)}, {time.perf_counter() - t0:.0f}s]", flush=True)
+    if jobs == 1:
+        for g in groups: done(_run_group(g, catch=False))   # in this process: an error stops the list, with its own type
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        _prepare_features(groups)
+        threads = max(1, cores // jobs)
+        env = {'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads), 'OMP_WAIT_POLICY': os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)   # the workers' OpenMP reads these when it starts
+        try:
+            with ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn'), initializer=_worker_init, initargs=(mods, threads)) as ex:
+                for f in as_completed([ex.submit(_run_group, g) for g in groups]): done(f.result())
+        finally:
+            for k, v in old.items():
+                if v is None: os.environ.pop(k, None)
+                else: os.environ[k] = v
+    if errors: raise RuntimeError(f"{len(errors)} of {len(points)} runs failed (the others' records are written): " + '; '.join(errors[:5]))
+    return recs
 
 # %% ../nbs/07_experiments.ipynb #f65f61df
 NOTEBOOK_KEYS = ('grid', 'seeds')   # parameters of the experiment notebooks that are not config keys

@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 
 from .core import repo_root, runs_root, results_root, figures_root, atomic_write, record_dirty
-from .experiments import get_experiment, list_experiments, require_clean
+from .experiments import get_experiment, list_experiments, require_clean, grid_todo, run_many, coerce, RUN_OPTIONS
 from .tables import load_results
 from . import proxydr, avgk, dmlcrc, probe   # the papers and the probe: their specs enter the registry
 
 # %% auto #0
-__all__ = ['provenance', 'make_report', 'show_section', 'plans', 'reproduce']
+__all__ = ['provenance', 'make_report', 'show_section', 'plans', 'notebook_parameters', 'plan_points', 'reproduce']
 
 # %% ../nbs/12_report.ipynb #b6b887a5
 def provenance(df: pd.DataFrame) -> str:
@@ -83,32 +83,62 @@ def plans(profile: str = 'quick') -> list[tuple[str, dict]]:
     if not out: raise ValueError(f"unknown profile {profile!r}: use one of quick, paper")
     return out
 
+# %% ../nbs/12_report.ipynb #34818183
+def notebook_parameters(path) -> dict:
+    "The values of a notebook's `parameters` cell (its literal assignments)."
+    import ast, nbformat
+    nb = nbformat.read(str(path), as_version=4)
+    cell = next((c for c in nb.cells if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
+    if cell is None: raise ValueError(f"{path} has no cell tagged 'parameters'")
+    return {t.id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+def plan_points(profile: str = 'quick', dataset: str | None = None, notebooks_dir=None, **options) -> list[tuple[str, dict]]:
+    "(experiment, config) of every run of the profile's plans: what the notebooks' `grid` (or `run`) calls would run; `options`: run options for all."
+    nbs, out = Path(notebooks_dir or repo_root() / 'nbs'), []
+    for nb, plan in plans(profile):
+        e = next(get_experiment(n) for n in list_experiments() if get_experiment(n).notebook == nb)
+        params = notebook_parameters(nbs / f'{nb}.ipynb') | plan | ({'dataset': dataset} if dataset else {}) | {k: v for k, v in options.items() if v is not None}
+        cfg = {k: v for k, v in params.items() if k in e.defaults or k in RUN_OPTIONS}
+        if 'grid' in params and not coerce('grid', params['grid'], bool): out.append((e.name, cfg)); continue
+        out += [(e.name, c) for c in grid_todo(e, params.get('seeds', '1'), **{k: v for k, v in cfg.items() if k != 'seed'})]
+    return out
+
 # %% ../nbs/12_report.ipynb #3158acc2
-def reproduce(profile: str = 'quick', dataset: str | None = None, jobs: int = 1, force: bool = False,
+def reproduce(profile: str = 'quick', dataset: str | None = None,
+              jobs: int | None = None,      # worker processes for the records (None: one per core) and notebooks at once
+              force: bool = True,           # recompute every record (False: reuse records of the same config)
               allow_dirty: bool = False,    # run on uncommitted changes
               results_dir=None, figures_dir=None, notebooks_dir=None, out_dir=None, plan=None) -> Path:
-    "Run the profile's experiment notebooks with papermill (reusing finished runs), then the report and README."
-    import papermill as pm
+    "Recompute every record of the profile's plans (one pool of processes), execute the experiment notebooks on them, then the report and README."
+    import os, papermill as pm
     from concurrent.futures import ThreadPoolExecutor
     require_clean(allow_dirty, 'reproduce')
     nbs = Path(notebooks_dir or repo_root() / 'nbs'); out = Path(out_dir or runs_root() / 'reproduce'); out.mkdir(parents=True, exist_ok=True)
+    opts = dict(results_dir=None if results_dir is None else str(results_dir), allow_dirty=allow_dirty or None)
+    phases, t0 = {}, time.perf_counter()
+    if plan is None:
+        points = plan_points(profile, dataset, nbs, **opts)
+        print(f'[reproduce] {profile}: {len(points)} runs on {jobs or os.cpu_count()} worker process(es){" (recomputing every record)" if force else ""}', flush=True)
+        run_many(points, jobs=jobs, force=force)
+        phases['records'] = time.perf_counter() - t0
     todo = [(nb, p) for nb, p in (plan or plans(profile)) if (nbs / f'{nb}.ipynb').exists()]
     def one(item):
         nb, params = item
-        params = dict(params, **({'dataset': dataset} if dataset else {}), **({'results_dir': str(results_dir)} if results_dir else {}))
-        if force: params['force'] = True
-        if allow_dirty: params['allow_dirty'] = True
+        params = dict(params, **({'dataset': dataset} if dataset else {}), **({k: v for k, v in opts.items() if v is not None}))
+        if force and plan is not None: params['force'] = True   # a hand-given plan computes its records in the notebooks
         t = time.perf_counter()
-        print(f'[reproduce] {nb} {params}', flush=True)
         pm.execute_notebook(str(nbs / f'{nb}.ipynb'), str(out / f'{nb}.ipynb'), parameters=params, cwd=str(nbs),
                             kernel_name='python3', progress_bar=False, log_output=False)
-        print(f'[reproduce] {nb} done in {time.perf_counter() - t:.0f}s', flush=True)
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max(1, jobs)) as ex: list(ex.map(one, todo))
+        print(f'[reproduce] notebook {nb} executed in {time.perf_counter() - t:.0f}s', flush=True)
+    t = time.perf_counter()
+    with ThreadPoolExecutor(max(1, jobs or os.cpu_count() or 1)) as ex: list(ex.map(one, todo))
+    phases['notebooks'], t = time.perf_counter() - t, time.perf_counter()
     summary = make_report(results_dir, figures_dir)
     if figures_dir is None:
         import subprocess, sys
         subprocess.run([sys.executable, str(repo_root() / 'tools' / 'make_readme.py')], check=True)
-    print(f'[reproduce] {profile}: {len(todo)} notebooks, report and README in {time.perf_counter() - t0:.0f}s.\n'
-          f'  tables and figures: {Path(figures_dir or figures_root())}/  summary: {summary}  executed notebooks: {out}/')
+    phases['report'] = time.perf_counter() - t
+    print(f'[reproduce] {profile} done in {time.perf_counter() - t0:.0f}s (' + ', '.join(f'{k} {v:.0f}s' for k, v in phases.items()) + ')\n'
+          f'  tables and figures: {Path(figures_dir or figures_root())}/  summary: {summary}  executed notebooks: {out}/', flush=True)
     return summary
