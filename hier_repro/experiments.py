@@ -360,11 +360,13 @@ def run(exp: str | Experiment,      # the experiment (name or spec)
     with file_lock(_record_lock(path), f'[{e.name}] waiting for another process writing {path.name}'), \
          file_lock(run_dir / '.lock', f'[{e.name}] waiting for another process training in {run_dir.name}'):
         if not cfg['force'] and (rec := reusable(path, cfg)) is not None: return _said_reused(e, rec)   # written while we waited
-        t0 = time.perf_counter()
-        data = e.hook('prepare')(cfg)
-        model, loss, fitted = _fit_run(e, cfg, data, run_dir)
-        metrics = e.evaluate(cfg, data, model)
-        return read_result(write_result(_make_record(e, cfg, path, data, model, loss, fitted, metrics, t0), path))
+        t = [time.perf_counter()]
+        data = e.hook('prepare')(cfg); t.append(time.perf_counter())
+        model, loss, fitted = _fit_run(e, cfg, data, run_dir); t.append(time.perf_counter())
+        metrics = e.evaluate(cfg, data, model); t.append(time.perf_counter())
+        rec = _make_record(e, cfg, path, data, model, loss, fitted, metrics, t[0])
+        rec['timings'] = dict(zip(('prepare_s', 'fit_s', 'evaluate_s'), np.diff(t).round(3).tolist()), threads=torch.get_num_threads())
+        return read_result(write_result(rec, path))
 
 def _record_lock(path: Path) -> Path:
     "The lock file of a record (outside the results folder, so nothing is left beside committed records)."

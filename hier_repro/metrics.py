@@ -490,18 +490,22 @@ def compare_runs(a: Sequence[float],       # one value per seed, configuration A
 # %% ../nbs/05_metrics.ipynb #6b5b8c63
 def _null_stats(E: np.ndarray, T: np.ndarray, perms: np.ndarray, statistic: str) -> np.ndarray:
     "The correlation statistic for D_emb relabelled by each permutation (a row of `perms`: D'[i, j] = D_emb[p_i, p_j])."
-    C, out = len(E), []
-    if statistic == 'classwise':
-        RE, RT = stats.rankdata(E, axis=0), stats.rankdata(T, axis=0)
-        for p in np.array_split(perms, max(1, len(perms) * C * C // 2 ** 22)):
-            out.append(_fisher(_pearson(RE[p[:, :, None], p[:, None, :]], RT[None], axis=1)))
-    else:
-        iu = np.triu_indices(C, 1)
-        RP = np.zeros((C, C)); RP[iu] = stats.rankdata(E[iu]); RP = RP + RP.T
-        rt = stats.rankdata(T[iu])
-        for p in np.array_split(perms, max(1, len(perms) * len(rt) // 2 ** 22)):
-            out.append(_pearson(RP[p[:, iu[0]], p[:, iu[1]]], rt[None], axis=1))
-    return np.concatenate(out)
+    C, iu = len(E), np.triu_indices(len(E), 1)
+    if statistic == 'classwise':   # Spearman of each column j: ranks of E's column p_j, reordered by p, against T's column j
+        A, B = stats.rankdata(E, axis=0), stats.rankdata(T, axis=0)
+        A, B = A - A.mean(0), B - B.mean(0)
+        na, nb = (A * A).sum(0), (B * B).sum(0)          # a column's spread does not depend on the order of its rows
+    else:                          # one Spearman over the class pairs (upper triangle), kept as symmetric matrices
+        a, b = stats.rankdata(E[iu]), stats.rankdata(T[iu])
+        A, B = np.zeros((C, C)), np.zeros((C, C)); A[iu], B[iu] = a - a.mean(), b - b.mean(); A, B = A + A.T, B + B.T
+        den = np.sqrt(((a - a.mean()) ** 2).sum() * ((b - b.mean()) ** 2).sum())
+    out = []
+    with np.errstate(invalid='ignore', divide='ignore'):
+        for p in perms:
+            num = A.take(p, 0).take(p, 1) * B   # D_emb reordered by p (2x numpy's fancy indexing)
+            if statistic == 'classwise': out.append(_fisher(num.sum(0) / np.sqrt(na[p] * nb)))
+            else: out.append(float(num.sum()) / 2 / den)
+    return np.asarray(out, dtype=np.float64)
 
 def permutation_test(D_emb, D_tree,
                      statistic: str = 'classwise',  # or 'elementwise'
