@@ -286,8 +286,63 @@ def robinson_foulds(D_emb, D_tree,
     rf, mx = len(s1 ^ s2), len(s1) + len(s2)
     return dict(rf=rf, max_rf=mx, norm_rf=rf / mx if mx else 0.0)
 
+# %% ../nbs/05_metrics.ipynb #831e8b6d
+_NUMPY_ON_CPU = True   # numpy selection on the CPU (tests switch it off to check the torch path against it)
+
+def _float_order(v: np.ndarray  # float32 values, no NaN
+                ) -> np.ndarray:
+    "int64 of each value that orders like the value (-0.0 and 0.0 map to the same integer)."
+    b = (v + np.float32(0)).view(np.int32).astype(np.int64)   # + 0 turns -0.0 into 0.0
+    return b ^ ((b >> 31) & 0x7FFFFFFF)                      # negative floats: reverse the magnitude bits
+
+def _rank_keys(B: np.ndarray,  # rows x n float32 block
+               f: np.ndarray   # flat positions in B
+              ) -> np.ndarray:
+    "int64 key of each position whose ascending order is: row, then value descending, then column ascending (no two keys equal)."
+    n = B.shape[1]; nb = max(1, (n - 1).bit_length())
+    return ((f // n) << (32 + nb)) | ((2 ** 31 - 1 - _float_order(B.ravel()[f])) << nb) | (f % n)
+
+def _sample_stride(n: int, K: int) -> int:
+    "Every s-th entry of a row estimates its candidate threshold (s = 1: the exact K-th largest, for small n / K)."
+    return max(1, min(32, n // (2 * K)))
+
+def _candidate_threshold(T: np.ndarray,  # rows x ⌈n/s⌉: every s-th similarity of each row
+                         K: int, s: int) -> np.ndarray:
+    "Per row, a value about K + 3 sd of the row's n entries reach, estimated from the sample (with s = 1, the exact K-th largest)."
+    q = K if s == 1 else min(T.shape[1], math.ceil(K / s + 3 * math.sqrt(K / s)) + 1)
+    return np.partition(T, T.shape[1] - q, axis=1)[:, T.shape[1] - q]
+
+def _select_np(A: np.ndarray,           # m x n float32 similarities (no NaN)
+               K: int,                  # 1..n
+               t: np.ndarray | None = None  # m candidate thresholds (any values: exactness never depends on them); default: from every s-th column
+              ) -> np.ndarray:
+    "m x K column indices of each row's K largest entries, largest first; equal entries: lower column first."
+    m, n = A.shape
+    out, nb = np.empty((m, K), dtype=np.int64), max(1, (n - 1).bit_length())
+    if t is None: s = _sample_stride(n, K); t = _candidate_threshold(A[:, ::s], K, s)
+    step = max(1, min(2 ** (30 - nb), 2 ** 19 // n))          # a few rows at a time (and the row fits the key's top bits)
+    for i in range(0, m, step):
+        B, ti = A[i:i + step], t[i:i + step].copy(); rows = np.arange(len(B) + 1) * n
+        f = np.flatnonzero(B >= ti[:, None]); cnt = np.diff(np.searchsorted(f, rows))
+        if (cnt < K).any():                                     # the threshold was too high for some rows: the exact K-th largest there
+            low = cnt < K; ti[low] = np.partition(B[low], n - K, axis=1)[:, n - K]
+            f = np.flatnonzero(B >= ti[:, None]); cnt = np.diff(np.searchsorted(f, rows))
+        keys = np.sort(_rank_keys(B, f))
+        out[i:i + step] = keys[(np.cumsum(cnt) - cnt)[:, None] + np.arange(K)] & ((1 << nb) - 1)
+    return out
+
+def _topk_rows(S: torch.Tensor, K: int) -> torch.Tensor:
+    "Column indices of the K largest entries of each row of S, largest first, equal entries lower column first (numpy on the CPU, torch.topk elsewhere)."
+    if S.device.type == 'cpu' and _NUMPY_ON_CPU: return torch.from_numpy(_select_np(S.numpy(), K))
+    v, idx = S.topk(min(K + 1, S.shape[1]), dim=1)
+    tied = (v[:, 1:] == v[:, :-1]).any(1)                      # topk's order (and choice at the K-th) among equal values is unspecified
+    idx = idx[:, :K]
+    if bool(tied.any()):
+        rows = torch.nonzero(tied)[:, 0]
+        idx[rows] = torch.sort(S[rows], dim=1, descending=True, stable=True).indices[:, :K]
+    return idx
+
 # %% ../nbs/05_metrics.ipynb #d2d7dc17
-_NUMPY_ON_CPU = True   # the CPU path described above (tests switch it off to check the torch path against it)
 _POOL = None
 
 def _pool(workers: int):
@@ -296,25 +351,6 @@ def _pool(workers: int):
         from concurrent.futures import ThreadPoolExecutor
         _POOL = ThreadPoolExecutor(workers, thread_name_prefix='hier_repro_metrics')
     return _POOL
-
-def _select_np(A: np.ndarray, K: int) -> np.ndarray:
-    "Column indices of the K largest entries of each row of A, largest first."
-    n = A.shape[1]
-    if K >= n: return np.argsort(-A, axis=1)
-    out, step = np.empty((len(A), K), dtype=np.int64), max(1, 2 ** 20 // n)   # a few rows at a time: temporaries stay small and reused
-    for i in range(0, len(A), step):
-        B = A[i:i + step]
-        t = np.partition(B, n - K, axis=1)[:, n - K]                  # each row's K-th largest value
-        f = np.flatnonzero(B >= t[:, None])
-        if len(f) == len(B) * K: cols = (f % n).reshape(len(B), K)   # exactly K per row (none has a tie at its K-th value)
-        else: cols = np.argpartition(B, n - K, axis=1)[:, n - K:]     # ties at the K-th value: let introselect pick K
-        out[i:i + step] = np.take_along_axis(cols, np.argsort(-np.take_along_axis(B, cols, 1), axis=1), 1)
-    return out
-
-def _topk_rows(S: torch.Tensor, K: int) -> torch.Tensor:
-    "Column indices of the K largest entries of each row of S, largest first (numpy introselect on the CPU, torch.topk elsewhere)."
-    if S.device.type == 'cpu' and _NUMPY_ON_CPU: return torch.from_numpy(_select_np(S.numpy(), K))
-    return S.topk(K, dim=1).indices
 
 def _similarity_chunks(e: torch.Tensor, chunk_size: int | None = None):
     "Yield (a, b, S): cosine similarities of rows a..b of unit-norm `e` with every row, the query itself at -inf (S is one reused buffer)."
@@ -327,6 +363,15 @@ def _similarity_chunks(e: torch.Tensor, chunk_size: int | None = None):
         S = torch.mm(e[a:b], ET, out=buf[:b - a])
         S[torch.arange(b - a, device=e.device), torch.arange(a, b, device=e.device)] = float('-inf')
         yield a, b, S
+
+def _sample_similarities(e: torch.Tensor, a: int, b: int,
+                         Es: torch.Tensor,  # d x ⌈n/s⌉: every s-th row of e, transposed
+                         s: int) -> torch.Tensor:
+    "Similarities of rows a..b with every s-th item, the query itself at -inf: what `_candidate_threshold` estimates from."
+    T = torch.mm(e[a:b], Es)
+    own = torch.arange(a, b); own = own[own % s == 0]
+    T[own - a, own // s] = float('-inf')
+    return T
 
 def _sigma_sums(sim: torch.Tensor, yq: torch.Tensor, ynn: torch.Tensor) -> torch.Tensor:
     "C x R: σ(y_q, label of the r-th neighbour), summed over the queries of each class (torch)."
@@ -369,14 +414,15 @@ def _scan(e: torch.Tensor, y: torch.Tensor, K: int,
     rt = torch.zeros(4, dtype=torch.float64, device=e.device) if Rq is not None else None
     if e.device.type == 'cpu' and _NUMPY_ON_CPU:
         yn, sn, rn = y.numpy(), sim.numpy() if R else None, Rq.numpy() if Rq is not None else None
-        def work(A, a):
-            idx = _select_np(A, K); ynn = yn[idx]; yq = yn[a:a + len(A)]
+        s = _sample_stride(len(e), K); Es = e[::s].T.contiguous()
+        def work(A, a, T):
+            idx = _select_np(A, K, _candidate_threshold(T, K, s)); ynn = yn[idx]; yq = yn[a:a + len(A)]
             return (_sigma_sums_np(sn, yq, ynn[:, :R]) if R else None, _retrieval_sums_np(yq, ynn, rn[a:a + len(A)]) if rn is not None else None)
         workers = torch.get_num_threads()
         for a, b, S in _similarity_chunks(e, chunk_size):
-            A = S.numpy()
+            A, T = S.numpy(), _sample_similarities(e, a, b, Es, s).numpy()
             cuts = np.linspace(0, b - a, max(1, min(workers, (b - a) // 16)) + 1).astype(int)
-            for h, r in _pool(workers).map(work, [A[i:j] for i, j in zip(cuts, cuts[1:])], [a + i for i in cuts[:-1]]):
+            for h, r in _pool(workers).map(work, [A[i:j] for i, j in zip(cuts, cuts[1:])], [a + i for i in cuts[:-1]], [T[i:j] for i, j in zip(cuts, cuts[1:])]):
                 if R: hs += torch.from_numpy(h)
                 if rn is not None: rt += torch.from_numpy(r)
     else:

@@ -247,17 +247,77 @@ def test_hs_at_r_matches_the_official_algorithm():
     assert np.allclose(hs_at_r(e, y, D100, R=40, beta=3.0), bf_hsr(e, y, D100, 40, beta=3.0), atol=1e-10)
 
 
+def old_select_np(A, K):
+    "The CPU selection before issue #13 (commit 8233e48), frozen: introselect, then an unstable sort; order among equal values unspecified."
+    n = A.shape[1]
+    if K >= n: return np.argsort(-A, axis=1)
+    out, step = np.empty((len(A), K), dtype=np.int64), max(1, 2 ** 20 // n)
+    for i in range(0, len(A), step):
+        B = A[i:i + step]
+        t = np.partition(B, n - K, axis=1)[:, n - K]
+        f = np.flatnonzero(B >= t[:, None])
+        if len(f) == len(B) * K: cols = (f % n).reshape(len(B), K)
+        else: cols = np.argpartition(B, n - K, axis=1)[:, n - K:]
+        out[i:i + step] = np.take_along_axis(cols, np.argsort(-np.take_along_axis(B, cols, 1), axis=1), 1)
+    return out
+
+
+def _tied_data(n=2000, seed=9, dup_fraction=0.5):
+    "Unit embeddings where a fraction of the items duplicate another one (exact ties), and the labels."
+    g = np.random.default_rng(seed)
+    e = g.normal(size=(n, 8)).astype(np.float32)
+    dup = g.random(n) < dup_fraction; e[dup] = e[g.integers(0, n, dup.sum())]
+    return F.normalize(torch.tensor(e), dim=1), g.integers(0, 100, n)
+
+
 def test_neighbours_are_exact_with_duplicates():
-    g = torch.Generator().manual_seed(9)
-    e = F.normalize(torch.randn(50, 4, generator=g), dim=1)[torch.randint(0, 50, (2000,), generator=g)]   # many exact duplicates
+    e, _ = _tied_data()
     S = e @ e.T; S.fill_diagonal_(float('-inf'))
-    for K in (1, 37, 250):
+    want = torch.sort(S, dim=1, descending=True, stable=True).indices             # similarity, then the lower index
+    for K in (1, 37, 250, 1999):
         for numpy_path in (True, False):
             M._NUMPY_ON_CPU = numpy_path
             try: got = torch.cat([M._topk_rows(Sc, K) for _, _, Sc in M._similarity_chunks(e, chunk_size=300)])
             finally: M._NUMPY_ON_CPU = True
-            assert torch.equal(S.gather(1, got), S.topk(K, dim=1).values)   # the same similarities, in order
+            assert torch.equal(got, want[:, :K])
             assert not (got == torch.arange(2000)[:, None]).any()           # never the query itself
+
+
+def test_old_and_new_selection_agree_on_random_data_with_ties():
+    "Same similarities in the same order everywhere, the same neighbours wherever a row's K + 1 largest hold no tie; with ties, the new order is the stable one."
+    e, _ = _tied_data(dup_fraction=0.02)
+    S = (e @ e.T).fill_diagonal_(float('-inf')).numpy()
+    for K in (5, 60, 1500):
+        old, new = old_select_np(S, K), M._select_np(S, K)
+        assert np.array_equal(np.take_along_axis(S, old, 1), np.take_along_axis(S, new, 1))
+        top = -np.sort(-S, axis=1)[:, :K + 1]
+        tie_free = (np.diff(top, axis=1) != 0).all(1)
+        assert (~tie_free).any() and (tie_free.any() or K > 100)          # rows with ties occur (and, for small K, rows without)
+        assert np.array_equal(old[tie_free], new[tie_free])
+        assert np.array_equal(new, np.argsort(-S, axis=1, kind='stable')[:, :K])
+        assert not np.array_equal(old, new)                               # the old order among ties was another one
+
+
+def test_evaluate_hierarchy_old_and_new_selection(monkeypatch):
+    """Retrieval measures depend on each query's sequence of neighbour labels only. Old and new give the same sequence wherever a row's ties are between
+    items of one label; each query's values lie in [0, 1], so the means differ by at most (rows whose sequences differ) / n. With ties across labels
+    the new order is the stable one (`test_neighbours_are_exact_with_duplicates`)."""
+    g = np.random.default_rng(11)
+    n = 3000; y = g.integers(0, 100, n); e = g.normal(size=(n, 16)) + g.normal(size=(100, 16))[y]
+    src = g.integers(0, n, 600); e[:600], y[:600] = e[src], y[src]         # duplicates keep their label: ties whose order cannot change a measure
+    en, _ = M._emb_labels(e, y); S = (en @ en.T).fill_diagonal_(float('-inf')).numpy()
+    K = max(250, int(M._relevant_counts(torch.tensor(y)).max()))
+    old_l, new_l = y[old_select_np(S, K)], y[M._select_np(S, K)]
+    v = -np.sort(-S, axis=1)[:, :K + 1]; order = np.argsort(-S, axis=1, kind='stable')[:, :K + 1]
+    same_v = np.diff(v, axis=1) == 0; cross = (same_v & (np.diff(y[order], axis=1) != 0)).any(1)   # rows with a tie across labels
+    assert same_v.any(1).mean() > 0.9                                    # ties are everywhere...
+    assert np.array_equal(old_l[~cross], new_l[~cross])                   # ...and change no label sequence unless they cross labels
+    differ = (old_l != new_l).any(1).sum()
+    new = evaluate_hierarchy(C100, emb=e, y=y)
+    monkeypatch.setattr(M, '_select_np', lambda A, K, t=None: old_select_np(A, K))
+    old = evaluate_hierarchy(C100, emb=e, y=y)
+    assert new.keys() == old.keys() and all(abs(new[k] - old[k]) <= differ / n + 1e-12 for k in new)
+    assert differ <= cross.sum() < 0.05 * n
 
 
 def test_no_n_by_n_matrix(monkeypatch):
@@ -275,7 +335,7 @@ def test_no_n_by_n_matrix(monkeypatch):
     assert small.keys() == full.keys() and all(small[k] == pytest.approx(full[k], rel=1e-10) for k in full)
     monkeypatch.setattr(M, '_NUMPY_ON_CPU', False)
     torch_path = evaluate_hierarchy(C100, emb=e, y=y, scores=s)
-    assert all(torch_path[k] == pytest.approx(full[k], rel=1e-6) for k in full)   # float32 similarities do tie; tie order may differ
+    assert all(torch_path[k] == pytest.approx(full[k], rel=1e-12) for k in full)  # ties: the lower index first on both paths
 
 
 # ---------------------------------------------------------------- tests of significance
