@@ -313,7 +313,7 @@ def how_to_get(name: str, dest=None) -> str:
     if e.get('embedded'): return f"it ships with hier_repro in {data_root()} (git checkout data/, or reinstall the package)"
     if files:
         size = e.get('size', '')
-        return (f"get_dataset({name!r}, download=True) fetches {', '.join(f['name'] for f in files)} ({size}) from {files[0]['urls'][0].rsplit('/', 1)[0]} "
+        return (f"get_dataset({name!r}, download=True) (command line: --download) fetches {', '.join(f['name'] for f in files)} ({size}) from {files[0]['urls'][0].rsplit('/', 1)[0]} "
                 f"into {dest or datasets_dir() / name}, checks the md5 sums and extracts them; or download them yourself and pass root=<folder>")
     return "pass root=<folder holding the official layout>"
 
