@@ -54,12 +54,12 @@ class _Parser(argparse.ArgumentParser):
     "argparse with one-line errors: the problem and where to look, without the usage dump."
     def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-def _checked(choices: list, axis: bool):
+def _checked(key: str, choices: list, axis: bool):
     "An argparse type: the value (JSON or string), refused unless it is one of `choices` (each item of a comma list when `axis`)."
     def parse(s: str):
         items = [x.strip() for x in s.split(',')] if axis else [s]
         bad = [x for x in items if x not in choices and x.lower() not in ('null', 'none')]
-        if bad: raise argparse.ArgumentTypeError(f"{bad[0]!r} is not one of {', '.join(choices)}")
+        if bad: raise argparse.ArgumentTypeError(f"unknown {key.replace('_', ' ')} {bad[0]!r}; known: {', '.join(choices)}")
         return _value(s)
     return parse
 
@@ -71,7 +71,7 @@ def _add_experiment_flags(p: argparse.ArgumentParser, exp: str, command: str):
     for k in e.defaults:
         if k == 'seed' and command == 'grid': continue
         extra = ' (a comma list makes it a grid axis)' if command == 'grid' else ''
-        kind = _checked(choices[k], command == 'grid') if k in choices else _value
+        kind = _checked(k, choices[k], command == 'grid') if k in choices else _value
         p.add_argument(f'--{k.replace("_", "-")}', dest=k, type=kind, metavar='NAME' if k in choices else _METAVAR.get(key_type(e, k), 'V'),
                        help=flag_help(exp, k) + extra)
     p.add_argument('--results-dir', dest='results_dir', metavar='DIR', help='where records go (default: results/; profile test: runs/results_test)')

@@ -62,9 +62,9 @@ def test_cli_user_error_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize('argv, says', [
-    (['run', 'proxydr', '--dataset', 'cifar10'], "argument --dataset: 'cifar10' is not one of fashion_mnist_small"),
-    (['grid', 'dmlcrc', '--method', 'crc,dml'], "argument --method: 'dml' is not one of dmlcrc"),
-    (['run', 'avgk', '--optimizer', 'lbfgs'], "'lbfgs' is not one of adam, adamw, sgd"),
+    (['run', 'proxydr', '--dataset', 'cifar10'], "argument --dataset: unknown dataset 'cifar10'; known: fashion_mnist_small"),
+    (['grid', 'dmlcrc', '--method', 'crc,dml'], "argument --method: unknown method 'dml'; known: dmlcrc"),
+    (['run', 'avgk', '--optimizer', 'lbfgs'], "unknown optimizer 'lbfgs'; known: adam, adamw, sgd"),
     (['run', 'proxydr', '--no-such-flag'], 'unrecognized arguments: --no-such-flag'),
     (['run', 'avgk', '--profile', 'test', '--set', 'download=true', '--epochs', '0'], 'epochs = 0 is out of range'),   # download: no KeyError
     (['run', 'avgk', '--set', 'download=perhaps'], 'download must be true or false'),
