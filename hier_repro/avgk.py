@@ -211,7 +211,8 @@ AVGK = register(Experiment(
     test_axes=lambda cfg: {'method': ['two_head', 'ce'], 'K': [2], ('label_noise', 'long_tail'): [(0.0, None)]},
     summary=_avgk_summary, title='Average-K: a two-head loss for average-K classification', notebook='exp_avgk',
     plans={'quick': dict(grid=True, seeds='1-3'), 'paper': dict(grid=True, seeds='1-3', profile='paper')}, help=AVGK_HELP,
-    types=dict(K=float, K_train=float, long_tail=float, label_noise=float), rank=3))
+    types=dict(K=float, K_train=float, long_tail=float, label_noise=float), rank=3,
+    choices=dict(method=AVGK_METHODS, mode=('forced', 'plain'), noise_groups=('superclass', 'alphabetical'), optimizer=('adam', 'adamw', 'sgd'))))
 
 run_avgk, grid_avgk = partial(run, AVGK), partial(grid, AVGK)
 

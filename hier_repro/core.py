@@ -10,37 +10,63 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['OUTPUT_DIRS', 'repo_root', 'results_root', 'figures_root', 'data_root', 'cache_root', 'runs_root', 'atomic_file',
-           'atomic_write', 'atomic_save', 'check_writable', 'jsonable', 'write_result', 'read_result',
-           'load_array_pickle', 'git_state', 'git_sha', 'run_info', 'record_dirty', 'parse_seeds', 'in_test',
-           'file_lock']
+__all__ = ['OUTPUT_DIRS', 'checkout_root', 'repo_root', 'work_root', 'results_root', 'figures_root', 'runs_root', 'package_data',
+           'data_root', 'user_cache', 'cache_root', 'atomic_file', 'atomic_write', 'atomic_save', 'check_writable',
+           'jsonable', 'write_result', 'read_result', 'load_array_pickle', 'git_state', 'git_sha', 'run_info',
+           'record_dirty', 'parse_seeds', 'in_test', 'file_lock']
 
 # %% ../nbs/00_core.ipynb #ab8c9f71
+def checkout_root(package: str | Path | None = None  # the package folder (default: this package's)
+                 ) -> Path | None:
+    "The source checkout the package is imported from (its parent holds settings.ini and nbs/), or None for an installed package."
+    if package is None:
+        import hier_repro
+        package = Path(hier_repro.__file__).parent
+    root = Path(package).resolve().parent
+    return root if (root / 'settings.ini').is_file() and (root / 'nbs').is_dir() else None
+
 def repo_root() -> Path:
-    "The repository holding this package (results/, figures/ and runs/ live there)."
-    import hier_repro
-    return Path(hier_repro.__file__).resolve().parent.parent
+    "The checkout holding this package; a clear error for an installed package (the notebooks and tools are only in a checkout)."
+    if (root := checkout_root()) is None:
+        raise FileNotFoundError("this needs a source checkout of hier_repro (git clone https://github.com/hier-repro/hier_repro, "
+                                "then pip install -e .): an installed package carries the library and its data only")
+    return root
+
+def work_root() -> Path:
+    "Where results/, figures/ and runs/ go by default: the checkout, or the current folder for an installed package."
+    return checkout_root() or Path.cwd()
 
 # %% ../nbs/00_core.ipynb #56e840ec
 def results_root() -> Path:
-    "results/ of the repository, or $HIER_REPRO_RESULTS: where the committed result records live."
-    return Path(os.environ.get('HIER_REPRO_RESULTS', repo_root() / 'results'))
+    "$HIER_REPRO_RESULTS, else results/ of the checkout (or of the current folder): where result records go."
+    return Path(os.environ.get('HIER_REPRO_RESULTS', work_root() / 'results')).expanduser()
 
 def figures_root() -> Path:
-    "figures/ of the repository, or $HIER_REPRO_FIGURES: where the report writes tables and figures."
-    return Path(os.environ.get('HIER_REPRO_FIGURES', repo_root() / 'figures'))
-
-def data_root() -> Path:
-    "data/ of the repository, or $HIER_REPRO_DATA: the hierarchy files, the embedded default dataset, checksums."
-    return Path(os.environ.get('HIER_REPRO_DATA', repo_root() / 'data'))
-
-def cache_root() -> Path:
-    "Decoded datasets, cached features and downloads: $HIER_REPRO_CACHE, else data/cache (git-ignored)."
-    return Path(os.environ.get('HIER_REPRO_CACHE', data_root() / 'cache')).expanduser()
+    "$HIER_REPRO_FIGURES, else figures/ of the checkout (or of the current folder): where the report writes tables and figures."
+    return Path(os.environ.get('HIER_REPRO_FIGURES', work_root() / 'figures')).expanduser()
 
 def runs_root() -> Path:
-    "runs/ of the repository (git-ignored), or $HIER_REPRO_RUNS: checkpoints, executed notebooks, test-profile records."
-    return Path(os.environ.get('HIER_REPRO_RUNS', repo_root() / 'runs'))
+    "$HIER_REPRO_RUNS, else runs/ of the checkout (git-ignored; or of the current folder): checkpoints, executed notebooks, test-profile records."
+    return Path(os.environ.get('HIER_REPRO_RUNS', work_root() / 'runs')).expanduser()
+
+def package_data() -> Path:
+    "The data an installed package carries (hier_repro/data: the copy of data/ the wheel ships), found with importlib.resources."
+    from importlib.resources import files
+    return Path(str(files('hier_repro') / 'data'))
+
+def data_root() -> Path:
+    "$HIER_REPRO_DATA, else data/ of the checkout, else the package's own data: the hierarchy files, the embedded default dataset, checksums."
+    if 'HIER_REPRO_DATA' in os.environ: return Path(os.environ['HIER_REPRO_DATA']).expanduser()
+    return root / 'data' if (root := checkout_root()) is not None else package_data()
+
+def user_cache() -> Path:
+    "The user's cache folder for hier_repro: $XDG_CACHE_HOME/hier_repro, else ~/.cache/hier_repro."
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache').expanduser() / 'hier_repro'
+
+def cache_root() -> Path:
+    "Decoded datasets, cached features and downloads: $HIER_REPRO_CACHE, else data/cache of the checkout (git-ignored), else `user_cache()`."
+    if 'HIER_REPRO_CACHE' in os.environ: return Path(os.environ['HIER_REPRO_CACHE']).expanduser()
+    return data_root() / 'cache' if checkout_root() is not None else user_cache()
 
 # %% ../nbs/00_core.ipynb #4e96baf8
 @contextlib.contextmanager
@@ -132,28 +158,34 @@ OUTPUT_DIRS = ('results', 'figures')   # what runs write: a record rewritten by 
 def _git(*args, cwd=None) -> str:
     return subprocess.run(['git', *args], cwd=cwd or repo_root(), capture_output=True, text=True, timeout=20).stdout
 
-def git_state() -> dict:
-    "{'sha', 'dirty', 'diff_sha256'} of the repository's code (tracked files, less the outputs in OUTPUT_DIRS); sha 'unknown' outside git."
+def git_state(root: str | Path | None = None  # the checkout (default: `checkout_root()`)
+             ) -> dict:
+    "{'sha', 'dirty', 'diff_sha256'} of the checkout's code (tracked files, less OUTPUT_DIRS); sha None for an installed package, 'unknown' outside git."
+    root = Path(root) if root is not None else checkout_root()
+    if root is None: return dict(sha=None, dirty=None, diff_sha256=None)
     try:
-        sha = _git('rev-parse', 'HEAD').strip()
+        top = _git('rev-parse', '--show-toplevel', cwd=root).strip()
+        if not top or Path(top).resolve() != root.resolve(): return dict(sha='unknown', dirty=None, diff_sha256=None)   # not its own repository
+        sha = _git('rev-parse', 'HEAD', cwd=root).strip()
         if not sha: return dict(sha='unknown', dirty=None, diff_sha256=None)
-        diff = _git('diff', 'HEAD', '--no-color', '--binary', '--', '.', *(f':(exclude){p}' for p in OUTPUT_DIRS))
+        diff = _git('diff', 'HEAD', '--no-color', '--binary', '--', '.', *(f':(exclude){p}' for p in OUTPUT_DIRS), cwd=root)
         return dict(sha=sha, dirty=bool(diff), diff_sha256=hashlib.sha256(diff.encode()).hexdigest() if diff else None)
     except Exception: return dict(sha='unknown', dirty=None, diff_sha256=None)
 
 def git_sha() -> str:
-    "HEAD's sha, with '+dirty' when tracked files differ from it; 'unknown' outside git."
+    "HEAD's sha, with '+dirty' when tracked files differ from it; 'unknown' outside git or for an installed package."
     s = git_state()
-    return s['sha'] + ('+dirty' if s['dirty'] else '')
+    return (s['sha'] or 'unknown') + ('+dirty' if s['dirty'] else '')
 
 # %% ../nbs/00_core.ipynb #6a521b6f
 def run_info(device='cpu') -> dict:
-    "git state, package versions, device and machine of this process, and the time."
-    import torch, torchvision, scipy
+    "git state, package versions (hier_repro's own too), device and machine of this process, and the time."
+    import torch, torchvision, scipy, hier_repro
     dev = torch.device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'{platform.processor() or platform.machine()} x{os.cpu_count()}'
     g = git_state()
-    return dict(git_sha=g['sha'], git_dirty=g['dirty'], git_diff_sha256=g['diff_sha256'], python=platform.python_version(),
+    return dict(git_sha=g['sha'], git_dirty=g['dirty'], git_diff_sha256=g['diff_sha256'], hier_repro=hier_repro.__version__,
+                python=platform.python_version(),
                 torch=torch.__version__, torchvision=torchvision.__version__, numpy=np.__version__, scipy=scipy.__version__,
                 device=str(dev), device_name=name, hostname=platform.node(),
                 created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))

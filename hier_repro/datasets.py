@@ -39,7 +39,7 @@ class ChecksumError(ValueError):
     "A file's checksum is not the registered one (the message names the file and both sums)."
 
 def cache_dir(*parts: str) -> Path:
-    "A folder under the cache root (`HIER_REPRO_CACHE`, default `data/cache`), created on demand."
+    "A folder under the cache root (`HIER_REPRO_CACHE`, default `data/cache` in a checkout, `~/.cache/hier_repro` installed), created on demand."
     return check_writable(cache_root().joinpath(*parts), 'HIER_REPRO_CACHE')
 
 def datasets_dir() -> Path:
@@ -310,10 +310,10 @@ def how_to_get(name: str, dest=None) -> str:
     "One sentence on how to get dataset `name` (from the checksum registry)."
     e = _dataset_entry(name); files = [f for f in e.get('files', []) if f.get('urls')]
     if e.get('manual'): return f"{e['manual']}; then pass root=<that folder>"
-    if e.get('embedded'): return f"it ships with the repository in data/ (git checkout data/)"
+    if e.get('embedded'): return f"it ships with hier_repro in {data_root()} (git checkout data/, or reinstall the package)"
     if files:
         size = e.get('size', '')
-        return (f"get_dataset({name!r}, download=True) fetches {', '.join(f['name'] for f in files)} ({size}) from {files[0]['urls'][0].rsplit('/', 1)[0]} "
+        return (f"get_dataset({name!r}, download=True) (command line: --download) fetches {', '.join(f['name'] for f in files)} ({size}) from {files[0]['urls'][0].rsplit('/', 1)[0]} "
                 f"into {dest or datasets_dir() / name}, checks the md5 sums and extracts them; or download them yourself and pass root=<folder>")
     return "pass root=<folder holding the official layout>"
 
@@ -796,7 +796,7 @@ def file_sha256(path) -> str:
 def read_fashion_mnist_small(root=None, download: bool = False, progress: bool = True) -> RawDataset:
     "The embedded default: a stratified 10,000 / 2,000 / 2,000 subset of the official Fashion-MNIST, shipped in data/."
     f = Path(root) / EMBEDDED if root is not None else data_root() / EMBEDDED
-    if not f.exists(): raise DatasetNotFoundError(f"{f} is missing: it ships with the repository (git checkout data/{EMBEDDED}); "
+    if not f.exists(): raise DatasetNotFoundError(f"{f} is missing: it ships with hier_repro (git checkout data/{EMBEDDED}, or reinstall the package); "
                                                   f"rebuild it with `python data/make_fashion_mnist_small.py` from the official Fashion-MNIST files")
     want = checksums()['fashion_mnist_small']['files'][0]['sha256']
     if (got := file_sha256(f)) != want:

@@ -178,7 +178,7 @@ DMLCRC = register(Experiment(
     axes=lambda cfg: {'method': list(DMLCRC_METHODS)}, summary=_dmlcrc_summary, notebook='exp_dmlcrc',
     title='DML-CRC: a learned Mahalanobis metric in a collaborative-representation loss',
     plans={'quick': dict(grid=True, seeds='1-3'), 'paper': dict(grid=True, seeds='1-3', profile='paper', backbone='vgg19')}, help=DMLCRC_HELP,
-    types=dict(metric_dim=int), rank=4))
+    types=dict(metric_dim=int), choices=dict(method=DMLCRC_METHODS, dictionary=('memory', 'full', 'batch')), rank=4))
 
 run_dmlcrc, grid_dmlcrc = partial(run, DMLCRC), partial(grid, DMLCRC)
 

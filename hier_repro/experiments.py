@@ -53,6 +53,7 @@ class Experiment:
     plans: dict = field(default_factory=dict)  # reproduce plans: {'quick': {...notebook parameters}, 'paper': {...}}
     help: dict = field(default_factory=dict)   # one line per config key, for the command line
     types: dict = field(default_factory=dict)  # types of keys whose default does not say (None defaults beyond KEY_TYPES)
+    choices: dict = field(default_factory=dict)  # key -> its allowed values, where they are a fixed set (the command line's choices)
     rank: int = 100                         # place in listings and the report (then registration order)
 
     def hook(self, name: str) -> Callable:

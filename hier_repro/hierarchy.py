@@ -282,7 +282,7 @@ def load_hierarchy(name: str) -> Hierarchy:
     if name not in HIERARCHIES:
         raise KeyError(f"unknown hierarchy {name!r}; known: {', '.join(HIERARCHIES)} (or pass the path of a label,class,path CSV)")
     f = data_root() / 'hierarchies' / f'{name}.csv'
-    if not f.exists(): raise FileNotFoundError(f"{f} is missing: the hierarchy files ship in the repository's data/ folder; set HIER_REPRO_DATA to that folder")
+    if not f.exists(): raise FileNotFoundError(f"{f} is missing: the hierarchy files ship with hier_repro (data/ of a checkout, hier_repro/data of an installed package); reinstall it, or set HIER_REPRO_DATA to a folder holding hierarchies/")
     return Hierarchy.from_csv(f, name=name)
 
 # %% ../nbs/00_hierarchy.ipynb #1d036711

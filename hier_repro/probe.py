@@ -153,7 +153,7 @@ PROBE = register(Experiment(
     stem=lambda cfg: f"{cfg['model']}-{cfg['weights']}",
     folder=lambda cfg: Path(cfg['hierarchy']).stem if str(cfg['hierarchy']).endswith('.csv') else cfg['hierarchy'], extra=_probe_extra, axes=lambda cfg: {'weights': ['imagenet', 'random']},
     summary=_probe_summary, report=probe_report, title='Beyond the papers: a trained classifier against a class hierarchy',
-    notebook='exp_probe', plans={'quick': dict(seeds='1-3'), 'paper': dict(seeds='1-3')}, rank=5,
+    notebook='exp_probe', plans={'quick': dict(seeds='1-3'), 'paper': dict(seeds='1-3')}, rank=5, choices=dict(weights=('imagenet', 'random')),
     help=dict(model='efficientnet_lite0 (offline ImageNet weights) or a torchvision model name (random weights)',
               weights="'imagenet' or 'random'", hierarchy='a shipped hierarchy (imagenet1k) or a hierarchy CSV',
               n_permutations='label permutations of the Spearman tests', n_chance='permutations for the chance of RF and retrieval')))

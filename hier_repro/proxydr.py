@@ -275,7 +275,7 @@ PROXYDR = register(Experiment(
     axes=lambda cfg: {('model', 'option'): list(PROXYDR_GRID)}, test_axes=lambda cfg: {('model', 'option'): PROXYDR_TEST_GRID},
     summary=_proxydr_summary, report=proxydr_report, title='ProxyDR: hierarchies in classification-based metric learning',
     notebook='exp_proxydr', plans={'quick': dict(grid=True, seeds='1-5'), 'paper': dict(grid=True, seeds='1-5', profile='paper')},
-    help=PROXYDR_HELP, rank=1))
+    help=PROXYDR_HELP, choices=dict(model=sorted({m for m, _ in PROXYDR_GRID}), option=list(dict.fromkeys(o for _, o in PROXYDR_GRID))), rank=1))
 
 RANDOM_CNN = register(Experiment(
     'random_cnn', RANDOM_CNN_DEFAULTS, evaluate=evaluate_random_cnn, resolve=resolve_random_cnn, prepare=prepare_random_cnn,

@@ -61,6 +61,30 @@ def test_cli_user_error_is_one_line(tmp_path):
     assert r.stderr.strip().splitlines() == ['hier-repro: error: epochs = 0 is out of range: it must be >= 1 and finite']
 
 
+@pytest.mark.parametrize('argv, says', [
+    (['run', 'proxydr', '--dataset', 'cifar10'], "argument --dataset: unknown dataset 'cifar10'; known: fashion_mnist_small"),
+    (['grid', 'dmlcrc', '--method', 'crc,dml'], "argument --method: unknown method 'dml'; known: dmlcrc"),
+    (['run', 'avgk', '--optimizer', 'lbfgs'], "unknown optimizer 'lbfgs'; known: adam, adamw, sgd"),
+    (['run', 'proxydr', '--no-such-flag'], 'unrecognized arguments: --no-such-flag'),
+    (['run', 'avgk', '--profile', 'test', '--set', 'download=true', '--epochs', '0'], 'epochs = 0 is out of range'),   # download: no KeyError
+    (['run', 'avgk', '--set', 'download=perhaps'], 'download must be true or false'),
+])
+def test_cli_flag_errors_are_one_line(argv, says, tmp_path, capsys):
+    from hier_repro.cli import main
+    try: code = main([*argv, '--results-dir', str(tmp_path)])
+    except SystemExit as e: code = e.code   # argparse's own errors
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and says in lines[0], lines
+
+
+def test_cli_help_shows_choices_and_download(capsys):
+    from hier_repro.cli import main
+    with pytest.raises(SystemExit) as e: main(['run', 'dmlcrc', '--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    assert e.value.code == 0 and '--download' in text and 'one of: fashion_mnist_small, fashion_mnist, cifar100' in text
+    assert "--dictionary NAME 'memory', 'full' or 'batch' (default: memory)" in text
+
+
 # ---- the test profile's trim keeps every class in every split ---------------------------------------------------------------
 def test_trim_keeps_every_class():
     from hier_repro.experiments import trim_split

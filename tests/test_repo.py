@@ -9,9 +9,15 @@ import make_environment, make_readme
 
 
 def test_environment_yml_matches_settings():
-    req, dev = make_environment.requirements()
     listed = re.findall(r'^\s+- "(.+)"$', (root / 'environment.yml').read_text(), flags=re.M)
-    assert sorted(listed) == sorted(req + dev + ['-e .']), 'run python tools/make_environment.py'
+    assert listed == make_environment.requirements() + ['-e .'], 'run python tools/make_environment.py'
+    assert {'jupyterlab', 'ipywidgets', 'build'} <= {re.split(r'[<>=]', r)[0] for r in listed}
+
+
+def test_environment_refuses_a_package_listed_twice(tmp_path, monkeypatch):
+    (tmp_path / 'settings.ini').write_text('[DEFAULT]\nrequirements = fastcore>=1.5 torch\ndev_requirements = fastcore<2\n')
+    monkeypatch.setattr(make_environment, 'root', tmp_path)
+    with pytest.raises(ValueError, match=r"\['fastcore'\] more than once"): make_environment.requirements()
 
 
 def test_readme_is_rendered_from_index_notebook():
