@@ -282,6 +282,7 @@ def prepare_data(cfg: dict, **dataset_options):
     opts = dict(dataset_options)
     if cfg.get('train_flag') is not None: opts['train_flag'] = cfg['train_flag']   # e.g. 0 for the CUB subset whose flags are inverted
     if cfg.get('hierarchy') is not None: opts['hierarchy'] = cfg['hierarchy']      # a hierarchy file or shipped name instead of the default
+    if cfg.get('image_size') is not None and not cfg['frozen']: opts['image_size'] = cfg['image_size']   # a trained backbone sees images of this size (frozen: resized when features are cached)
     ds = get_dataset(cfg['dataset'], root=cfg['root'], seed=cfg['data_seed'], **opts)
     for part, n in (('train', cfg['n_train']), ('val', cfg['n_val']), ('test', cfg['n_test'])):
         setattr(ds, part, trim_split(getattr(ds, part), n, cfg['data_seed']))
