@@ -20,7 +20,7 @@ from .hierarchy import Hierarchy, tree_transform
 __all__ = ['CHUNK_ELEMENTS', 'HS_RANKS', 'MetricInputError', 'topk_accuracy', 'average_k_threshold', 'average_k_accuracy',
            'average_k_set_sizes', 'ahc', 'ahd_at_k', 'hp_at_k', 'level_accuracy', 'class_means', 'chord_distances',
            'classwise_spearman', 'elementwise_spearman', 'robinson_foulds', 'retrieval_scores', 'proxy_retrieval',
-           'hs_at_r', 'ahs', 'compare_runs', 'permutation_test', 'evaluate_hierarchy']
+           'proxy_retrieval_levels', 'hs_at_r', 'ahs', 'compare_runs', 'permutation_test', 'evaluate_hierarchy']
 
 # %% ../nbs/05_metrics.ipynb #91e0315c
 class MetricInputError(ValueError):
@@ -462,6 +462,19 @@ def proxy_retrieval(proxies,  # C x d class representatives (normalised inside)
     "P@1, R-precision, MAP@R of each proxy retrieving the others of its group (groups of one are skipped): dict(p_at_1, r_precision, map_at_r)."
     return retrieval_scores(proxies, groups)
 
+def proxy_retrieval_levels(proxies,        # C x d class representatives (normalised inside)
+                           groups: list    # one grouping (C group ids) per level
+                          ) -> list[dict]:
+    "`proxy_retrieval` for several groupings of the same representatives: one C x C similarity and one ordering shared by all."
+    e, _ = _emb_labels(proxies, groups[0])
+    S = torch.cat([S.clone() for _, _, S in _similarity_chunks(e)])        # the rows `_scan` sees, the query itself at -inf
+    order = torch.sort(S, dim=1, descending=True, stable=True).indices     # equal similarities: lower index first, as `_scan`
+    out = []
+    for g in groups:
+        y = _labels(g, 'groups', len(e), None, e.device); Rq = _relevant_counts(y); K = int(Rq.max())
+        out.append(_retrieval_dict(_retrieval_sums(y, y[order[:, :K]], Rq) if K else torch.zeros(4)))
+    return out
+
 # %% ../nbs/05_metrics.ipynb #469466a5
 def _class_similarity(D: torch.Tensor, beta: float) -> torch.Tensor:
     "σ = 1 - T(d)²/2 with T the MDS tree transform."
@@ -617,8 +630,9 @@ def evaluate_hierarchy(hierarchy: Hierarchy,  # the class tree (labels 0..C-1 in
         cr, cp = classwise_spearman(De, Dn); er, ep = elementwise_spearman(De, Dn)
         out |= dict(classwise_rho=cr, classwise_p=cp, classwise_ceiling=_tie_ceiling(Dn), elementwise_rho=er, elementwise_p=ep)
         out |= robinson_foulds(De, Dn, method=rf_method)
-        for l in levels:
-            out |= {f'proxy_{m}_l{l}': v for m, v in proxy_retrieval(r, hierarchy.ancestors(l)[0]).items()}
+        if len(levels):
+            for l, res in zip(levels, proxy_retrieval_levels(r, [hierarchy.ancestors(l)[0] for l in levels])):
+                out |= {f'proxy_{m}_l{l}': v for m, v in res.items()}
     if scores is not None:
         s, yy = _scores_labels(scores, y)
         if s.shape[1] != C: raise MetricInputError(f"`scores` has {s.shape[1]} columns but the hierarchy has {C} classes")
