@@ -15,18 +15,18 @@ counts the images of both (a grid's seeds run that way under `run_many`).
 import argparse, json, os, subprocess, sys, time
 
 CASES = {   # name: (model, runner, threads, processes, channels_last)
-    'head fit 2 threads':          ('head', 'fit', 2, 1, False),
-    'head plain 2 threads':        ('head', 'plain', 2, 1, False),
-    'head fit 1 thread':           ('head', 'fit', 1, 1, False),
-    'head fit 2 x 1 thread':       ('head', 'fit', 1, 2, False),
-    'smallcnn fit 2 threads':      ('smallcnn', 'fit', 2, 1, False),
-    'smallcnn plain 2 threads':    ('smallcnn', 'plain', 2, 1, False),
-    'smallcnn plain 2 threads cl': ('smallcnn', 'plain', 2, 1, True),
-    'smallcnn fit 1 thread':       ('smallcnn', 'fit', 1, 1, False),
-    'smallcnn fit 2 x 1 thread':   ('smallcnn', 'fit', 1, 2, False),
-    'smallcnn plain 2 x 1 thread cl': ('smallcnn', 'plain', 1, 2, True),
+    'head fit 2 threads':                 ('head', 'fit', 2, 1, False),
+    'head plain 2 threads':               ('head', 'plain', 2, 1, False),
+    'head fit 1 thread':                  ('head', 'fit', 1, 1, False),
+    'head fit 2 x 1 thread':              ('head', 'fit', 1, 2, False),
+    'smallcnn fit 2 threads NCHW':        ('smallcnn', 'fit', 2, 1, False),   # fit before channels-last on the CPU
+    'smallcnn plain 2 threads NCHW':      ('smallcnn', 'plain', 2, 1, False),
+    'smallcnn fit 2 threads':             ('smallcnn', 'fit', 2, 1, True),    # fit now (channels-last for images)
+    'smallcnn plain 2 threads':           ('smallcnn', 'plain', 2, 1, True),
+    'smallcnn fit 1 thread':              ('smallcnn', 'fit', 1, 1, True),
+    'smallcnn fit 2 x 1 thread':          ('smallcnn', 'fit', 1, 2, True),    # a grid's seeds under run_many
 }
-BASELINE = {'head': 'head fit 2 threads', 'smallcnn': 'smallcnn fit 2 threads'}
+BASELINE = {'head': 'head fit 2 threads', 'smallcnn': 'smallcnn fit 2 threads NCHW'}
 
 
 def child(model: str, runner: str, steps: int, channels_last: bool, seed: int):
@@ -42,7 +42,7 @@ def child(model: str, runner: str, steps: int, channels_last: bool, seed: int):
     torch.manual_seed(seed)
     net, loss = e.build(cfg, data)
     if runner == 'fit':
-        res = fit(net, loss, data, epochs=1, lr=1e-3, batch_size=64, seed=seed, log='none', device='cpu')
+        res = fit(net, loss, data, epochs=1, lr=1e-3, batch_size=64, seed=seed, log='none', device='cpu', channels_last=channels_last)
         print(json.dumps(dict(images_per_s=res.images_per_s)))   # fit times its training loop only (not validation)
         return
     if channels_last: net = net.to(memory_format=torch.channels_last)
@@ -57,6 +57,19 @@ def child(model: str, runner: str, steps: int, channels_last: bool, seed: int):
     print(json.dumps(dict(images_per_s=n / (time.perf_counter() - t))))
 
 
+def curve(channels_last: bool, epochs: int):
+    "Validation accuracy per epoch of the SmallCNN trained by `fit` on the full embedded default (2 threads)."
+    import torch
+    import hier_repro.report  # noqa: F401
+    from hier_repro.experiments import get_experiment, resolve_config
+    from hier_repro.training import fit
+    e = get_experiment('proxydr')
+    cfg = resolve_config(e, dict(backbone='smallcnn', width=16, frozen=False, pretrained=False, image_size=32, epochs=epochs, batch_size=64, allow_dirty=True))
+    data = e.hook('prepare')(cfg); torch.manual_seed(1); net, loss = e.build(cfg, data)
+    res = fit(net, loss, data, epochs=epochs, lr=1e-3, batch_size=64, seed=1, log='none', device='cpu', channels_last=channels_last)
+    print(json.dumps([round(h['val_acc'], 4) for h in res.history]))
+
+
 def measure(name: str, steps: int) -> float:
     model, runner, threads, procs, cl = CASES[name]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OMP_WAIT_POLICY='PASSIVE')
@@ -69,8 +82,9 @@ def measure(name: str, steps: int) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--quick', action='store_true'); ap.add_argument('--child', nargs=5)
+    ap.add_argument('--quick', action='store_true'); ap.add_argument('--child', nargs=5); ap.add_argument('--curve', nargs=2)
     args = ap.parse_args()
+    if args.curve: return curve(bool(int(args.curve[0])), int(args.curve[1]))
     if args.child:
         m, r, steps, cl, seed = args.child
         return child(m, r, int(steps), bool(int(cl)), int(seed))
@@ -85,6 +99,11 @@ def main():
     print(f"| case | images/s (best of {rounds}) | vs {'`fit`, 2 threads'} |\n|---|---|---|")
     for name, (model, *_ ) in CASES.items():
         print(f'| {name} | {best[name]:.0f} | {best[name] / best[BASELINE[model]]:.2f}x |')
+    epochs = 1 if args.quick else 3
+    env = dict(os.environ, OMP_NUM_THREADS='2', OMP_WAIT_POLICY='PASSIVE')
+    accs = {cl: subprocess.run([sys.executable, __file__, '--curve', str(int(cl)), str(epochs)], env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            for cl in (False, True)}
+    print(f"\nthe same training, NCHW vs channels-last: validation accuracy per epoch {accs[False]} vs {accs[True]} (SmallCNN, full embedded default, seed 1)")
 
 
 if __name__ == '__main__':
