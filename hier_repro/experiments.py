@@ -21,9 +21,9 @@ __all__ = ['COMMON_DEFAULTS', 'RUN_OPTIONS', 'PROFILES', 'QUICK_BY_DATASET', 'SM
            'NOTEBOOK_KEYS', 'Experiment', 'register', 'get_experiment', 'list_experiments', 'profile_layers', 'coerce',
            'check_ranges', 'plain_layers', 'resolve_config', 'key_type', 'identity', 'config_hash', 'config_diff',
            'regime', 'record_stem', 'results_dir_for', 'record_path', 'checkpoint_dir', 'ConfigMismatch', 'reusable',
-           'trim_split', 'prepare_data', 'make_backbone', 'dataset_summary', 'run', 'require_clean', 'grid_points',
-           'grid_todo', 'grid', 'run_groups', 'run_many', 'injected_parameters', 'notebook_config', 'notebook_seeds',
-           'show_training']
+           'trim_split', 'load_dataset', 'prepare_data', 'make_backbone', 'dataset_summary', 'run', 'require_clean',
+           'grid_points', 'grid_todo', 'grid', 'run_groups', 'run_many', 'injected_parameters', 'notebook_config',
+           'notebook_seeds', 'show_training']
 
 # %% ../nbs/07_experiments.ipynb #e21d5bc0
 def _no_extra(cfg, data, model, loss, fitted, metrics) -> dict: return {}
@@ -275,15 +275,20 @@ def trim_split(split, n, seed):
     if first.sum() > n: raise ValueError(f"cannot keep all {int(first.sum())} classes in {n} rows: raise n_train / n_val / n_test")
     return split.subset(torch.cat([perm[first], perm[~first][:n - int(first.sum())]]))
 
-def prepare_data(cfg: dict, **dataset_options):
-    "The dataset of a run: loaded with its fixed split, trimmed to n_train/n_val/n_test, as cached features when frozen."
+def load_dataset(cfg: dict, **dataset_options):
+    "The dataset of a run as `get_dataset` gives it: its root, train flag, hierarchy and data seed, decoded at the size the network sees."
     from hier_repro.datasets import get_dataset
-    from hier_repro.models import cached_features
     opts = dict(dataset_options)
     if cfg.get('train_flag') is not None: opts['train_flag'] = cfg['train_flag']   # e.g. 0 for the CUB subset whose flags are inverted
     if cfg.get('hierarchy') is not None: opts['hierarchy'] = cfg['hierarchy']      # a hierarchy file or shipped name instead of the default
-    if cfg.get('image_size') is not None and not cfg['frozen']: opts['image_size'] = cfg['image_size']   # a trained backbone sees images of this size (frozen: resized when features are cached)
-    ds = get_dataset(cfg['dataset'], root=cfg['root'], seed=cfg['data_seed'], **opts)
+    if cfg.get('image_size') is not None and (cfg.get('frozen') is False or cfg['dataset'] not in SMALL_DATASETS):
+        opts['image_size'] = cfg['image_size']   # photos are decoded at that size (not at 224 px, then resized); small in-memory sets are resized per batch
+    return get_dataset(cfg['dataset'], root=cfg['root'], seed=cfg['data_seed'], **opts)
+
+def prepare_data(cfg: dict, **dataset_options):
+    "The dataset of a run: loaded with its fixed split, trimmed to n_train/n_val/n_test, as cached features when frozen."
+    from hier_repro.models import cached_features
+    ds = load_dataset(cfg, **dataset_options)
     for part, n in (('train', cfg['n_train']), ('val', cfg['n_val']), ('test', cfg['n_test'])):
         setattr(ds, part, trim_split(getattr(ds, part), n, cfg['data_seed']))
     if cfg['frozen']:

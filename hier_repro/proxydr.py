@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from .core import read_result, atomic_write, figures_root
-from .experiments import (Experiment, register, run, grid, COMMON_DEFAULTS, SMALL_DATASETS, plain_layers, make_backbone,
+from .experiments import (Experiment, register, run, grid, COMMON_DEFAULTS, SMALL_DATASETS, plain_layers, make_backbone, load_dataset,
                                     trim_split)
 from .heads import make_proxydr_model, PROXYDR_GRID
 from .losses import make_proxydr_loss
@@ -94,10 +94,8 @@ def resolve_random_cnn(defaults: dict, given: dict) -> dict:
 # %% ../nbs/09_proxydr.ipynb #2a6c4996
 def prepare_random_cnn(cfg: dict):
     "The test split of the dataset (trimmed to n_test), as features of an untrained backbone initialised with the run's seed."
-    from hier_repro.datasets import get_dataset
     from hier_repro.models import cached_features
-    opts = {k: cfg[k] for k in ('train_flag', 'hierarchy') if cfg[k] is not None}
-    ds = get_dataset(cfg['dataset'], root=cfg['root'], seed=cfg['data_seed'], **opts)
+    ds = load_dataset(cfg)
     ds.train, ds.val, ds.test = None, None, trim_split(ds.test, cfg['n_test'], cfg['data_seed'])
     if cfg['n_test']: ds.description = {**ds.description, 'trimmed_test': cfg['n_test']}
     return cached_features(ds, cfg['backbone'], pretrained=False, image_size=cfg['image_size'], seed=cfg['seed'],
