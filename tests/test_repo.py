@@ -50,6 +50,25 @@ def test_sync_check_detects_drift(tmp_path):
     assert bad.returncode == 1 and 'out of sync' in bad.stderr
 
 
+def test_clean_check_names_each_notebook_to_clean(tmp_path):
+    "The clean check used by `make test` passes on the committed notebooks and names an executed one, changing no file."
+    import json, shutil
+    for p in ['settings.ini', 'nbs', '.ci']:
+        (shutil.copytree if (root / p).is_dir() else shutil.copy)(root / p, tmp_path / p)
+    venv = Path(sys.executable).parent.parent
+    ok = subprocess.run(['bash', '.ci/check_clean.sh', str(venv)], cwd=tmp_path, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    nb_path = tmp_path / 'nbs' / 'exp_proxydr.ipynb'
+    nb = json.loads(nb_path.read_text(encoding='utf-8'))
+    cell = next(c for c in nb['cells'] if c['cell_type'] == 'code')
+    cell['execution_count'] = 1; cell['metadata']['papermill'] = {'duration': 1.0}
+    executed = json.dumps(nb, indent=1)
+    nb_path.write_text(executed, encoding='utf-8')
+    bad = subprocess.run(['bash', '.ci/check_clean.sh', str(venv)], cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 1 and 'nbs/exp_proxydr.ipynb' in bad.stderr and 'run nbdev_clean' in bad.stderr
+    assert 'nbs/00_hierarchy.ipynb' not in bad.stderr and nb_path.read_text(encoding='utf-8') == executed
+
+
 def test_import_graph_has_no_cycle_and_no_private_names():
     "The package's modules import downwards only (no cycle) and never use another module's private names."
     import ast, import_graph
