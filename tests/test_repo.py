@@ -69,6 +69,21 @@ def test_clean_check_names_each_notebook_to_clean(tmp_path):
     assert 'nbs/00_hierarchy.ipynb' not in bad.stderr and nb_path.read_text(encoding='utf-8') == executed
 
 
+def test_docs_check_names_a_cell_that_uses_a_name_doc_processing_never_defined(tmp_path):
+    "tools/check_docs.py (run by `make test`) runs nbdev's doc processing: a cell with an import runs there, a plain one does not."
+    import nbformat
+    def nb(*cells):
+        v4 = nbformat.v4
+        return v4.new_notebook(cells=[v4.new_code_cell('#| export\ndef one(): return 1')] + [v4.new_code_cell(c) for c in cells],
+                               metadata={'kernelspec': {'name': 'python3', 'language': 'python', 'display_name': 'python3'}})
+    nbformat.write(nb('x = one()', 'import math\nassert x == 1'), tmp_path / 'bad.ipynb')     # x comes from a cell that is not run
+    nbformat.write(nb('import math', 'x = one()\nassert x == 1'), tmp_path / 'good.ipynb')   # the nbdev FAQ's fix: imports alone
+    r = subprocess.run([sys.executable, 'tools/check_docs.py', str(tmp_path / 'bad.ipynb'), str(tmp_path / 'good.ipynb')],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "bad.ipynb: NameError: name 'x' is not defined" in r.stderr, r.stderr
+    assert 'good.ipynb' not in r.stderr
+
+
 def test_import_graph_has_no_cycle_and_no_private_names():
     "The package's modules import downwards only (no cycle) and never use another module's private names."
     import ast, import_graph
