@@ -84,6 +84,17 @@ def test_docs_check_names_a_cell_that_uses_a_name_doc_processing_never_defined(t
     assert 'good.ipynb' not in r.stderr
 
 
+def test_notebooks_name_the_kernel_the_readme_sets_up():
+    "Every notebook, papermill call and the README's recipe agree on one kernel: `python3` of the venv's own Jupyter."
+    import json
+    names = {p.name: json.loads(p.read_text(encoding='utf-8'))['metadata']['kernelspec']['name'] for p in (root / 'nbs').glob('*.ipynb')}
+    assert set(names.values()) == {'python3'}, names
+    calls = re.findall(r"kernel_name=['\"](\w+)", ''.join(p.read_text(encoding='utf-8') for p in (root / 'hier_repro').glob('*.py')))
+    assert calls and set(calls) == {'python3'}, calls
+    readme = (root / 'README.md').read_text(encoding='utf-8')
+    assert '.venv/bin/jupyter lab' in readme and not re.search(r'ipykernel install .*--name (?!python3\b)', readme)
+
+
 def test_import_graph_has_no_cycle_and_no_private_names():
     "The package's modules import downwards only (no cycle) and never use another module's private names."
     import ast, import_graph
