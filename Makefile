@@ -12,7 +12,7 @@ JOBS ?=
 # idle OpenMP threads sleep instead of spinning (2-core machines shared with other jobs)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install sync test test-nbs test-py reproduce paper report clean
+.PHONY: install sync clean-check docs-check test test-nbs test-py reproduce paper report clean
 
 $(VENV)/.installed: settings.ini setup.py
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -27,14 +27,22 @@ install: $(VENV)/.installed
 sync: install
 	@bash .ci/check_sync.sh $(VENV)
 
+## clean-check: committed notebooks must be what nbdev_clean makes of them (names each one to clean)
+clean-check: install
+	@bash .ci/check_clean.sh $(VENV)
+
+## docs-check: nbdev's doc processing (what nbdev_readme / nbdev_docs run before Quarto) runs every notebook
+docs-check: install
+	$(PY) tools/check_docs.py
+
 test-nbs: sync
 	$(VENV)/bin/nbdev_test --n_workers $(NBDEV_WORKERS) --do_print --timing
 
 test-py: install
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
-## test: sync check, the notebooks' asserts (nbdev_test), then pytest (its summary line ends the output)
-test: sync test-nbs test-py
+## test: sync, clean and docs checks, the notebooks' asserts (nbdev_test), then pytest (its summary line ends the output)
+test: sync clean-check docs-check test-nbs test-py
 
 ## reproduce: recompute every record of the quick plan on the embedded default (CPU, no network, one process per core),
 ## execute the experiment notebooks on them, then figures/ and README

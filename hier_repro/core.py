@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #3e7697b6
 from __future__ import annotations
-import contextlib, datetime, fcntl, hashlib, json, os, pickle, platform, subprocess, tempfile
+import contextlib, datetime, fcntl, hashlib, json, os, pickle, platform, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ['OUTPUT_DIRS', 'checkout_root', 'repo_root', 'work_root', 'results_root', 'figures_root', 'runs_root', 'package_data',
            'data_root', 'user_cache', 'cache_root', 'atomic_file', 'atomic_write', 'atomic_save', 'check_writable',
            'jsonable', 'write_result', 'read_result', 'load_array_pickle', 'git_state', 'git_sha', 'run_info',
-           'record_dirty', 'parse_seeds', 'in_test', 'file_lock']
+           'record_dirty', 'parse_seeds', 'in_test', 'file_lock', 'progress_mode', 'LineProgress', 'progress']
 
 # %% ../nbs/00_core.ipynb #ab8c9f71
 def checkout_root(package: str | Path | None = None  # the package folder (default: this package's)
@@ -231,3 +231,53 @@ def file_lock(path: str | Path,          # the lock file (created with its folde
             fcntl.flock(f, fcntl.LOCK_EX)
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+# %% ../nbs/00_core.ipynb #16e55561
+def progress_mode() -> str:
+    "'bar' (Jupyter with ipywidgets, a terminal), 'lines' (papermill, CI logs, pipes) or 'off'; $HIER_REPRO_PROGRESS overrides."
+    mode = os.environ.get('HIER_REPRO_PROGRESS', '').strip().lower()
+    if mode in ('bar', 'lines', 'off'): return mode
+    if mode: raise ValueError(f"HIER_REPRO_PROGRESS={mode!r}: use 'bar', 'lines' or 'off' (or leave it unset)")
+    import builtins, importlib.util
+    shell = getattr(builtins, 'get_ipython', lambda: None)()
+    if type(shell).__name__ == 'ZMQInteractiveShell': return 'bar' if importlib.util.find_spec('ipywidgets') else 'lines'  # a Jupyter kernel
+    return 'bar' if sys.stderr.isatty() else 'lines'
+
+# %% ../nbs/00_core.ipynb #5bc931db
+class LineProgress:
+    "A progress bar for logs: `desc: n/total unit (p%) in Ts, ~Rs left`, printed at most every `every` seconds and at the end."
+    def __init__(self, iterable=None, total: int | None = None, desc: str = '', unit: str = 'it',
+                 every: float = 30.0,  # seconds between two lines (0: a line per step)
+                 quiet: bool = False):  # print nothing
+        if total is None and hasattr(iterable, '__len__'): total = len(iterable)
+        self.iterable, self.total, self.desc, self.unit, self.every, self.quiet = iterable, total, desc, unit, every, quiet
+        self.n, self.shown, self.t0 = 0, 0, time.perf_counter(); self.last = self.t0
+    def _fmt(self, v): return f"{v / 1e6:,.1f}" if self.unit == 'B' else f"{v:,}"
+    def line(self) -> str:
+        "The line that says where the work is now."
+        el = time.perf_counter() - self.t0; unit = 'MB' if self.unit == 'B' else self.unit
+        if not self.total: return f"{self.desc}: {self._fmt(self.n)} {unit} in {el:.0f}s"
+        eta = el / self.n * (self.total - self.n) if self.n else float('nan')
+        return f"{self.desc}: {self._fmt(self.n)}/{self._fmt(self.total)} {unit} ({100 * self.n / self.total:.0f}%) in {el:.0f}s, ~{eta:.0f}s left"
+    def update(self, n: int = 1):
+        self.n += n; now = time.perf_counter()
+        if now - self.last >= self.every or (self.total and self.n >= self.total): self._show(now)
+    def _show(self, now):
+        if not self.quiet and self.n != self.shown: print(self.line(), flush=True)
+        self.shown, self.last = self.n, now
+    def close(self): self._show(time.perf_counter())
+    def __iter__(self):
+        for o in self.iterable: yield o; self.update()
+        self.close()
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
+def progress(iterable=None, total: int | None = None, desc: str = '', unit: str = 'it',
+             every: float = 30.0,     # seconds between two lines in a log
+             disable: bool = False):  # no progress at all (e.g. small jobs)
+    "A `tqdm.auto` bar or a `LineProgress`, as `progress_mode()` says: iterate it, or `.update(n)` it in a `with` block."
+    mode = 'off' if disable else progress_mode()
+    if mode == 'bar':
+        from tqdm.auto import tqdm
+        return tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=unit == 'B', leave=False)
+    return LineProgress(iterable, total, desc, unit, every=every, quiet=mode == 'off')

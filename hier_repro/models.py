@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import cache_root, atomic_save, check_writable, file_lock
+from .core import cache_root, atomic_save, check_writable, file_lock, progress as show_progress
 
 # %% auto #0
 __all__ = ['BACKBONES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LITE0_STAGES', 'IMAGENET_BIRDS', 'FEATURE_CACHE_VERSION',
@@ -228,16 +228,15 @@ class EmbeddingNet(nn.Module):
 def extract_features(backbone: nn.Module, split,   # split: `.batches(batch_size, shuffle=False, device=...)` yielding (x, y, idx), and `.y`
                      batch_size: int = 64, device: str | torch.device = 'cpu',
                      image_size: int | tuple[int, int] | None = None, # resize inputs to this size (None: as they come)
-                     progress: bool = False) -> torch.Tensor:
+                     progress: bool = False,      # a bar in Jupyter and a terminal, a line every 30 s in a log (`core.progress`)
+                     desc: str = 'features') -> torch.Tensor:
     "Pooled features of `backbone` for every row of `split`, in row order (float32, on the CPU)."
     device = torch.device(device)
     was = backbone.training
     backbone.eval().to(device)
     if image_size is not None and isinstance(image_size, int): image_size = (image_size, image_size)
     feats, batches = None, split.batches(batch_size, shuffle=False, device=device)
-    if progress:
-        from tqdm.auto import tqdm
-        batches = tqdm(batches, total=math.ceil(len(split.y) / batch_size), desc='features', leave=False)
+    batches = show_progress(batches, total=math.ceil(len(split.y) / batch_size), desc=desc, unit='batches', disable=not progress)
     for x, _, idx in batches:
         if x.ndim == 4:
             if image_size is not None and tuple(x.shape[-2:]) != tuple(image_size):
@@ -327,7 +326,8 @@ def cached_features(dataset,                        # an ImageDataset: .name, .t
                     image_size: int | tuple[int, int] | None = None, # None: the dataset's own size
                     cache_dir: str | Path | None = None,
                     seed: int = 0,                  # initialisation seed of an untrained backbone (pretrained=False)
-                    batch_size: int = 64, device: str | torch.device = 'cpu', progress: bool = False,
+                    batch_size: int = 64, device: str | torch.device = 'cpu',
+                    progress: bool | None = None,   # None: when more than 2,000 images are extracted
                     **backbone_kwargs) -> FeatureDataset:
     "The dataset with its images replaced by frozen-backbone features, computed once and cached on disk."
     shape = tuple(getattr(dataset, 'image_shape', ())) or tuple(dataset.train.x.shape[1:])
@@ -348,10 +348,11 @@ def cached_features(dataset,                        # an ImageDataset: .name, .t
                     torch.manual_seed(seed)
                     net = create_backbone(backbone, pretrained=pretrained, in_chans=shape[0] if shape else 3,
                                           input_mean=getattr(dataset, 'mean', None), input_std=getattr(dataset, 'std', None), **backbone_kwargs)
-                t = time.perf_counter()
+                t, n_new = time.perf_counter(), sum(map(len, new.values()))
                 for k, rows in new.items():
                     if rows: _append(store, [keys[k][r] for r in rows], extract_features(net, parts[k] if len(rows) == len(parts[k]) else
-                                                                                        parts[k].subset(torch.tensor(rows)), batch_size, device, image_size, progress))
+                                                                                        parts[k].subset(torch.tensor(rows)), batch_size, device, image_size,
+                                                                                        n_new > 2000 if progress is None else progress, f'{backbone} features of {dataset.name} {k}'))
                 store['meta'] = dict(dataset=dataset.name, backbone=backbone, weights=weights, image_size=list(size), version=FEATURE_CACHE_VERSION,
                                      seconds=store['meta'].get('seconds', 0.0) + time.perf_counter() - t)
                 _write_store(store, path)

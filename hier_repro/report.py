@@ -113,6 +113,7 @@ def reproduce(profile: str = 'quick', dataset: str | None = None,
     "Recompute every record of the profile's plans (one pool of processes), execute the experiment notebooks on them, then the report and README."
     import os, papermill as pm
     from concurrent.futures import ThreadPoolExecutor
+    from unittest import mock
     require_clean(allow_dirty, 'reproduce')
     nbs = Path(notebooks_dir or repo_root() / 'nbs'); out = Path(out_dir or runs_root() / 'reproduce'); out.mkdir(parents=True, exist_ok=True)
     opts = dict(results_dir=None if results_dir is None else str(results_dir), allow_dirty=allow_dirty or None)
@@ -132,7 +133,8 @@ def reproduce(profile: str = 'quick', dataset: str | None = None,
                             kernel_name='python3', progress_bar=False, log_output=False)
         print(f'[reproduce] notebook {nb} executed in {time.perf_counter() - t:.0f}s', flush=True)
     t = time.perf_counter()
-    with ThreadPoolExecutor(max(1, jobs or os.cpu_count() or 1)) as ex: list(ex.map(one, todo))
+    lines = {'HIER_REPRO_PROGRESS': os.environ.get('HIER_REPRO_PROGRESS') or 'lines'}   # the kernels inherit it: lines, not widgets, in their outputs
+    with mock.patch.dict(os.environ, lines), ThreadPoolExecutor(max(1, jobs or os.cpu_count() or 1)) as ex: list(ex.map(one, todo))
     phases['notebooks'], t = time.perf_counter() - t, time.perf_counter()
     summary = make_report(results_dir, figures_dir)
     if figures_dir is None:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import atomic_save
+from .core import atomic_save, progress_mode
 
 # %% auto #0
 __all__ = ['EXPLODE', 'seed_everything', 'resolve_device', 'epoch_generator', 'inner_optimizers', 'trainable_parameters',
@@ -69,7 +69,7 @@ def accuracy(scores: torch.Tensor, y: torch.Tensor) -> float:
 
 # %% ../nbs/06_training.ipynb #2e9f9354
 def _use_bar(log: str) -> bool:
-    return log == 'bar' or (log == 'auto' and sys.stderr.isatty())
+    return log == 'bar' or (log == 'auto' and progress_mode() == 'bar')   # Jupyter (ipywidgets), a terminal
 
 def _log_line(h: dict, epochs: int) -> str:
     return (f"epoch {h['epoch'] + 1}/{epochs}  loss {h['train_loss']:.4f}  val_acc {h['val_acc']:.4f}  "
@@ -118,7 +118,7 @@ def fit(model: nn.Module, loss: nn.Module, data, # model, loss(out, y, idx) and 
         device='auto', amp='auto',        # amp: bf16 autocast on CUDA when 'auto'
         channels_last='auto',             # NHWC convolutions: 'auto' when the training split holds images (1.3x for a SmallCNN on the CPU)
         eval_batch_size: int = 512,
-        log: str = 'auto') -> FitResult:  # 'auto' (bar in a terminal, else a line per epoch), 'bar', 'line', 'none'
+        log: str = 'auto') -> FitResult:  # 'auto' (a line per epoch, and a bar in Jupyter or a terminal: core.progress_mode), 'bar', 'line', 'none'
     "Train `model` with `loss` on `data.train`, select the epoch with the best validation accuracy, checkpoint every `checkpoint_every` seconds."
     device = resolve_device(device)
     use_amp = (amp is True) or (amp == 'auto' and device.type == 'cuda')

@@ -50,6 +50,51 @@ def test_sync_check_detects_drift(tmp_path):
     assert bad.returncode == 1 and 'out of sync' in bad.stderr
 
 
+def test_clean_check_names_each_notebook_to_clean(tmp_path):
+    "The clean check used by `make test` passes on the committed notebooks and names an executed one, changing no file."
+    import json, shutil
+    for p in ['settings.ini', 'nbs', '.ci']:
+        (shutil.copytree if (root / p).is_dir() else shutil.copy)(root / p, tmp_path / p)
+    venv = Path(sys.executable).parent.parent
+    ok = subprocess.run(['bash', '.ci/check_clean.sh', str(venv)], cwd=tmp_path, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    nb_path = tmp_path / 'nbs' / 'exp_proxydr.ipynb'
+    nb = json.loads(nb_path.read_text(encoding='utf-8'))
+    cell = next(c for c in nb['cells'] if c['cell_type'] == 'code')
+    cell['execution_count'] = 1; cell['metadata']['papermill'] = {'duration': 1.0}
+    executed = json.dumps(nb, indent=1)
+    nb_path.write_text(executed, encoding='utf-8')
+    bad = subprocess.run(['bash', '.ci/check_clean.sh', str(venv)], cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 1 and 'nbs/exp_proxydr.ipynb' in bad.stderr and 'run nbdev_clean' in bad.stderr
+    assert 'nbs/00_hierarchy.ipynb' not in bad.stderr and nb_path.read_text(encoding='utf-8') == executed
+
+
+def test_docs_check_names_a_cell_that_uses_a_name_doc_processing_never_defined(tmp_path):
+    "tools/check_docs.py (run by `make test`) runs nbdev's doc processing: a cell with an import runs there, a plain one does not."
+    import nbformat
+    def nb(*cells):
+        v4 = nbformat.v4
+        return v4.new_notebook(cells=[v4.new_code_cell('#| export\ndef one(): return 1')] + [v4.new_code_cell(c) for c in cells],
+                               metadata={'kernelspec': {'name': 'python3', 'language': 'python', 'display_name': 'python3'}})
+    nbformat.write(nb('x = one()', 'import math\nassert x == 1'), tmp_path / 'bad.ipynb')     # x comes from a cell that is not run
+    nbformat.write(nb('import math', 'x = one()\nassert x == 1'), tmp_path / 'good.ipynb')   # the nbdev FAQ's fix: imports alone
+    r = subprocess.run([sys.executable, 'tools/check_docs.py', str(tmp_path / 'bad.ipynb'), str(tmp_path / 'good.ipynb')],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "bad.ipynb: NameError: name 'x' is not defined" in r.stderr, r.stderr
+    assert 'good.ipynb' not in r.stderr
+
+
+def test_notebooks_name_the_kernel_the_readme_sets_up():
+    "Every notebook, papermill call and the README's recipe agree on one kernel: `python3` of the venv's own Jupyter."
+    import json
+    names = {p.name: json.loads(p.read_text(encoding='utf-8'))['metadata']['kernelspec']['name'] for p in (root / 'nbs').glob('*.ipynb')}
+    assert set(names.values()) == {'python3'}, names
+    calls = re.findall(r"kernel_name=['\"](\w+)", ''.join(p.read_text(encoding='utf-8') for p in (root / 'hier_repro').glob('*.py')))
+    assert calls and set(calls) == {'python3'}, calls
+    readme = (root / 'README.md').read_text(encoding='utf-8')
+    assert '.venv/bin/jupyter lab' in readme and not re.search(r'ipykernel install .*--name (?!python3\b)', readme)
+
+
 def test_import_graph_has_no_cycle_and_no_private_names():
     "The package's modules import downwards only (no cycle) and never use another module's private names."
     import ast, import_graph
