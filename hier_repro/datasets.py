@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .hierarchy import Hierarchy, HierarchyError, HIERARCHIES, load_hierarchy, read_proxydr_csv, read_text_file
-from .core import data_root, cache_root, atomic_file, check_writable, load_array_pickle
+from .core import data_root, cache_root, atomic_file, check_writable, load_array_pickle, progress as progress_bar
 
 # %% auto #0
 __all__ = ['AUGMENTS', 'IMAGE_EXTENSIONS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'OPTIONS', 'FASHION_MNIST_FILES',
@@ -259,9 +259,9 @@ def download_url(url: str, dest, md5: str | None = None, progress: bool = True, 
     with _urlopen(urllib.request.Request(url, headers=headers)) as r:
         if start and getattr(r, 'status', None) != 206: start = 0          # range ignored: start over
         n = r.headers.get('Content-Length') if hasattr(r, 'headers') else None
-        from tqdm.auto import tqdm
-        with open(part, 'ab' if start else 'wb') as f, tqdm(total=int(n) + start if n else None, initial=start, unit='B', unit_scale=True,
-                                                            desc=dest.name, disable=not progress, leave=False) as bar:
+        with open(part, 'ab' if start else 'wb') as f, progress_bar(total=int(n) + start if n else None, unit='B', desc=dest.name,
+                                                                     disable=not progress) as bar:   # a bar in Jupyter / a terminal, lines in logs
+            if start: bar.update(start)
             while b := r.read(chunk): f.write(b); bar.update(len(b))
     got = file_md5(part)
     if md5 is not None and got != md5:
@@ -417,8 +417,7 @@ def decode_images(files: Sequence, size: int, resize: str = 'crop', mode: str = 
     out = torch.empty((len(files), c, size, size), dtype=torch.uint8)
     nw = default_workers(len(files)) if num_workers is None else num_workers
     dl = torch.utils.data.DataLoader(ImageFiles(files, size, resize, mode), batch_size=64, num_workers=nw, shuffle=False)
-    from tqdm.auto import tqdm
-    for xb, ib in tqdm(dl, desc=f'decoding {tag} ({len(files):,} images at {size}px)', disable=not (len(files) > 2000 if progress is None else progress), leave=False):
+    for xb, ib in progress_bar(dl, desc=f'decoding {tag} ({len(files):,} images at {size}px)', disable=not (len(files) > 2000 if progress is None else progress)):
         out[ib] = xb
     if path is not None:
         with atomic_file(path) as f: np.save(f, out.numpy(), allow_pickle=False)

@@ -1,5 +1,5 @@
 "Datasets: every reader on a tiny fixture in the official format, downloads (good, corrupted, resumed), options, real data."
-import csv, gzip, hashlib, http.server, json, pickle, shutil, socket, struct, subprocess, sys, tarfile, threading
+import csv, gzip, re, hashlib, http.server, json, pickle, shutil, socket, struct, subprocess, sys, tarfile, threading
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +125,16 @@ def test_download_good_corrupted_and_atomic(tmp_path):
     with pytest.raises(ChecksumError) as e: download_url(src.as_uri(), tmp_path / 'dl' / 'b.bin', 'f' * 32, progress=False)
     assert 'b.bin' in str(e.value) and md5(src) in str(e.value) and 'f' * 32 in str(e.value)
     assert sorted(p.name for p in (tmp_path / 'dl').iterdir()) == ['a.bin']
+
+
+def test_download_progress_is_lines_in_a_log(tmp_path, monkeypatch, capsys):
+    "Under papermill / CI (no terminal, no widgets) a download prints progress lines, ending at 100 %."
+    monkeypatch.setenv('HIER_REPRO_PROGRESS', 'lines')
+    src = tmp_path / 'src.bin'; src.write_bytes(b'x' * 1_000_000)
+    download_url(src.as_uri(), tmp_path / 'dl' / 'a.bin', md5(src), progress=True)
+    assert re.search(r'a\.bin: 1\.0/1\.0 MB \(100%\)', capsys.readouterr().out)
+    download_url(src.as_uri(), tmp_path / 'dl' / 'b.bin', md5(src), progress=False)
+    assert capsys.readouterr().out == ''
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
