@@ -37,7 +37,7 @@ def _data(n):
 
 def _method(name):
     "A function (emb, y) -> dict of measures, for each method."
-    import numpy as np, torch
+    import numpy as np
     from hier_repro.hierarchy import load_hierarchy
     h = load_hierarchy('cifar100'); D = h.distance_matrix()
     if name == 'project':
@@ -63,7 +63,6 @@ def _method(name):
 
 
 def child(name, n):
-    import tracemalloc
     f, (e, y) = _method(name), _data(n)
     f(e[:600], y[:600])                                                    # warm-up: imports, lazy inits
     rss0 = _status_kb('VmRSS')

@@ -6,7 +6,7 @@ Both forms run on the same L2-normalised random float32 features (the d x d form
 interleaved, best of 2; printed: seconds, the ratio, the largest difference of the codes, whether the predicted classes agree,
 and each form's error against the n x n solve in float64.
 """
-import os, sys, time
+import os, time
 import torch, torch.nn.functional as F
 from hier_repro.losses import procrc_coefficients
 

@@ -13,7 +13,8 @@ import numpy as np
 __all__ = ['OUTPUT_DIRS', 'checkout_root', 'repo_root', 'work_root', 'results_root', 'figures_root', 'runs_root', 'package_data',
            'data_root', 'user_cache', 'cache_root', 'atomic_file', 'atomic_write', 'atomic_save', 'check_writable',
            'jsonable', 'write_result', 'read_result', 'load_array_pickle', 'git_state', 'git_sha', 'run_info',
-           'record_dirty', 'parse_seeds', 'in_test', 'file_lock', 'progress_mode', 'LineProgress', 'progress']
+           'record_dirty', 'parse_seeds', 'in_test', 'file_lock', 'progress_mode', 'LineProgress', 'progress',
+           'temporary_environ']
 
 # %% ../nbs/00_core.ipynb #ab8c9f71
 def checkout_root(package: str | Path | None = None  # the package folder (default: this package's)
@@ -281,3 +282,15 @@ def progress(iterable=None, total: int | None = None, desc: str = '', unit: str 
         from tqdm.auto import tqdm
         return tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=unit == 'B', leave=False)
     return LineProgress(iterable, total, desc, unit, every=every, quiet=mode == 'off')
+
+# %% ../nbs/00_core.ipynb #6c05c650
+@contextlib.contextmanager
+def temporary_environ(**values: str):   # variable -> value for the block (children started inside inherit them)
+    "Set environment variables for the `with` block, restoring (or removing) each afterwards."
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .core import (results_root, runs_root, atomic_write, write_result, read_result, run_info, git_state,
-                             parse_seeds, in_test, file_lock)
+                             parse_seeds, in_test, file_lock, temporary_environ)
 from .training import fit, resolve_device
 
 # %% auto #0
@@ -491,7 +491,7 @@ def _run_group(group, catch: bool = True) -> list[tuple[int, dict, float, str | 
 def _spec_modules(names) -> list[str] | None:
     "The importable modules that define the specs `names` (None when one is defined in __main__ or a notebook)."
     mods = {getattr(get_experiment(n).evaluate, '__module__', None) for n in names}
-    return None if any(m in (None, '__main__') or m.startswith('__') for m in mods) else sorted(mods)
+    return None if any(m is None or m.startswith('__') for m in mods) else sorted(mods)   # '__main__', a notebook's '__builtin__'
 
 def _prepare_features(groups):
     "Extract the frozen features every group needs, once per set of images, in this process (every core)."
@@ -533,16 +533,10 @@ def run_many(points: list,               # (experiment name or spec, config) pai
         from concurrent.futures import ProcessPoolExecutor, as_completed
         _prepare_features(groups)
         threads = max(1, cores // jobs)
-        env = {'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads), 'OMP_WAIT_POLICY': os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)   # the workers' OpenMP reads these when it starts
-        try:
-            with ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn'), initializer=_worker_init, initargs=(mods, threads)) as ex:
-                for f in as_completed([ex.submit(_run_group, g) for g in groups]): done(f.result())
-        finally:
-            for k, v in old.items():
-                if v is None: os.environ.pop(k, None)
-                else: os.environ[k] = v
+        env = dict(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', 'PASSIVE'))
+        with temporary_environ(**env), \
+             ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn'), initializer=_worker_init, initargs=(mods, threads)) as ex:   # the workers' OpenMP reads env when it starts
+            for f in as_completed([ex.submit(_run_group, g) for g in groups]): done(f.result())
     if errors: raise RuntimeError(f"{len(errors)} of {len(points)} runs failed (the others' records are written): " + '; '.join(errors[:5]))
     return recs
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import repo_root, runs_root, results_root, figures_root, atomic_write, record_dirty
+from .core import repo_root, runs_root, results_root, figures_root, atomic_write, record_dirty, temporary_environ
 from .experiments import get_experiment, list_experiments, require_clean, grid_todo, run_many, coerce, RUN_OPTIONS
 from .tables import load_results
 from . import proxydr, avgk, dmlcrc, probe   # the papers and the probe: their specs enter the registry
@@ -113,7 +113,6 @@ def reproduce(profile: str = 'quick', dataset: str | None = None,
     "Recompute every record of the profile's plans (one pool of processes), execute the experiment notebooks on them, then the report and README."
     import os, papermill as pm
     from concurrent.futures import ThreadPoolExecutor
-    from unittest import mock
     require_clean(allow_dirty, 'reproduce')
     nbs = Path(notebooks_dir or repo_root() / 'nbs'); out = Path(out_dir or runs_root() / 'reproduce'); out.mkdir(parents=True, exist_ok=True)
     opts = dict(results_dir=None if results_dir is None else str(results_dir), allow_dirty=allow_dirty or None)
@@ -134,7 +133,7 @@ def reproduce(profile: str = 'quick', dataset: str | None = None,
         print(f'[reproduce] notebook {nb} executed in {time.perf_counter() - t:.0f}s', flush=True)
     t = time.perf_counter()
     lines = {'HIER_REPRO_PROGRESS': os.environ.get('HIER_REPRO_PROGRESS') or 'lines'}   # the kernels inherit it: lines, not widgets, in their outputs
-    with mock.patch.dict(os.environ, lines), ThreadPoolExecutor(max(1, jobs or os.cpu_count() or 1)) as ex: list(ex.map(one, todo))
+    with temporary_environ(**lines), ThreadPoolExecutor(max(1, jobs or os.cpu_count() or 1)) as ex: list(ex.map(one, todo))
     phases['notebooks'], t = time.perf_counter() - t, time.perf_counter()
     summary = make_report(results_dir, figures_dir)
     if figures_dir is None:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_training.ipynb #a3e1f4d5
 from __future__ import annotations
-import math, os, random, sys, time
+import math, random, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 

@@ -24,7 +24,7 @@ def doc_errors(nbs=None) -> dict:
             try: serve_drv.main((nb, Path(out) / nb.name, FilterDefaults))  # what proc_nbs does in each worker
             except Exception as e:
                 os.environ.pop('IN_TEST', None)
-                cause, (where, *src) = e.__cause__ or e, str(e).splitlines()
+                cause, (_, *src) = e.__cause__ or e, str(e).splitlines()
                 errors[_rel(nb)] = f"{type(cause).__name__}: {cause}, in the cell\n    " + '\n    '.join(src[:3])
     return errors
 
