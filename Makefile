@@ -12,7 +12,7 @@ JOBS ?=
 # idle OpenMP threads sleep instead of spinning (2-core machines shared with other jobs)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install sync clean-check docs-check test test-nbs test-py reproduce paper report clean
+.PHONY: install sync clean-check docs-check test test-nbs test-py reproduce reproduce-e2e reproduce-all paper report clean
 
 $(VENV)/.installed: settings.ini setup.py
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -48,6 +48,14 @@ test: sync clean-check docs-check test-nbs test-py
 ## execute the experiment notebooks on them, then figures/ and README
 reproduce: install
 	$(VENV)/bin/hier-repro reproduce --profile quick $(if $(JOBS),--jobs $(JOBS))
+
+## reproduce-e2e: the end-to-end regime (a CNN trained from scratch on the embedded default, augmented, cosine schedule; CPU):
+## the records of the e2e plans, the notebooks on them, then figures/ and README (about 45 min on 2 cores)
+reproduce-e2e: install
+	$(VENV)/bin/hier-repro reproduce --profile e2e $(if $(JOBS),--jobs $(JOBS))
+
+## reproduce-all: both CPU regimes, every committed table and figure
+reproduce-all: reproduce reproduce-e2e
 
 ## paper: the papers' full settings (ResNet-50 / VGG-19 fine-tuned, 100 epochs): a GPU machine and the real datasets
 paper: install

@@ -20,22 +20,27 @@ from .tables import claim_row, mean_sd, write_table, write_claims, save_figure, 
 from .training import predict, resolve_device
 
 # %% auto #0
-__all__ = ['AVGK_DEFAULTS', 'AVGK_HELP', 'K_FREE_METHODS', 'FREQ_BINS', 'SWEEP_KS', 'EVIDENCE_VARIANTS', 'AVGK', 'run_avgk',
-           'grid_avgk', 'FRAME_MEASURES', 'BASELINES', 'TABLE_MEASURES', 'MODEL_ORDER', 'AVGK_NOTE', 'MEASURES_NOTE',
-           'check_avgk', 'data_tag', 'config_name', 'training_name', 'class_frequency_bins', 'head_scores',
-           'avgk_measures', 'model_heads', 'bins_info', 'evaluate_avgk', 'avgk_data', 'build_avgk', 'train_config',
-           'default_variants', 'avgk_frame', 'compare_avgk', 'gains', 'avgk_claims', 'measures_table', 'plot_avgk_vs_K',
-           'plot_gain_by_bin', 'claims_view', 'avgk_report']
+__all__ = ['AVGK_DEFAULTS', 'AVGK_HELP', 'K_FREE_METHODS', 'FREQ_BINS', 'SWEEP_KS', 'EVIDENCE_VARIANTS', 'E2E_AXES', 'AVGK',
+           'run_avgk', 'grid_avgk', 'FRAME_MEASURES', 'BASELINES', 'TABLE_MEASURES', 'MODEL_ORDER', 'AVGK_NOTE',
+           'MEASURES_NOTE', 'check_avgk', 'data_tag', 'config_name', 'selects_on_k', 'training_name',
+           'class_frequency_bins', 'head_scores', 'avgk_measures', 'model_heads', 'bins_info', 'evaluate_avgk',
+           'avgk_data', 'build_avgk', 'train_config', 'avgk_val_score', 'last_epoch_metrics', 'default_variants',
+           'avgk_frame', 'compare_avgk', 'gains', 'avgk_claims', 'measures_table', 'plot_avgk_vs_K', 'plot_gain_by_bin',
+           'claims_view', 'avgk_report']
 
 # %% ../nbs/10_avgk.ipynb #0b0e9119
 AVGK_DEFAULTS = COMMON_DEFAULTS | dict(
     method='two_head', K=2, K_train=None, lam=1.0, warmup_epochs=0, mode='forced', label_noise=0.0, noise_groups='superclass',
-    long_tail=None, optimizer='adam', role_lr_mult=10.0)
+    long_tail=None, optimizer='adam', role_lr_mult=10.0,
+    noise_mode=None,    # None / 'uniform': a draw from the group, the own label included; 'other': another label of the group
+    redraw_data=None)   # True: the long-tail subsample and the noise draw change with the seed (None / False: fixed by data_seed)
 AVGK_HELP = dict(method='two_head, ce, an, wan, epr or role', K='the average set size', K_train='two_head: K of the pseudo-labels (None: K)',
                  lam='two_head: weight of the multi-label term', warmup_epochs='two_head: epochs of CE only', mode="two_head: 'forced' or 'plain'",
                  label_noise='probability of replacing a training label within its group', noise_groups="'superclass' or 'alphabetical'",
                  long_tail='ratio largest / smallest training class (None: as released)', optimizer='adam, adamw or sgd',
-                 role_lr_mult='ROLE: learning-rate multiplier of the label matrix')
+                 role_lr_mult='ROLE: learning-rate multiplier of the label matrix',
+                 noise_mode="'uniform' (the own label may be drawn) or 'other' (another label of the group)",
+                 redraw_data='redraw the long-tail subsample and the label noise with every seed')
 K_FREE_METHODS = ('ce', 'an', 'wan')   # their training does not depend on K: one trained model serves every K
 
 def check_avgk(cfg: dict, given: dict | None = None) -> dict:
@@ -44,6 +49,7 @@ def check_avgk(cfg: dict, given: dict | None = None) -> dict:
     if not float(cfg['K']) > 0: raise ValueError(f"K is the average set size: a positive number, not {cfg['K']!r}")
     if not 0 <= float(cfg['label_noise'] or 0) <= 1: raise ValueError(f"label_noise is a probability in [0, 1], not {cfg['label_noise']!r}")
     if cfg['mode'] not in ('forced', 'plain'): raise ValueError(f"mode must be 'forced' or 'plain', not {cfg['mode']!r}")
+    if cfg['noise_mode'] not in (None, 'uniform', 'other'): raise ValueError(f"noise_mode must be 'uniform' or 'other', not {cfg['noise_mode']!r}")
     return cfg | dict(label_noise=float(cfg['label_noise'] or 0))
 
 # %% ../nbs/10_avgk.ipynb #06ead758
@@ -66,7 +72,8 @@ def _extras(cfg: dict) -> str:
     if m == 'role' and float(cfg['role_lr_mult']) != 10: s += f"-rlm{_g(cfg['role_lr_mult'])}"
     prof = resolve_config('avgk', dict(profile=cfg['profile'], dataset=cfg['dataset']))
     for key, tag in (('epochs', 'e'), ('lr', 'lr'), ('batch_size', 'bs'), ('emb_dim', 'emb'), ('weight_decay', 'wd'),
-                     ('optimizer', ''), ('augment', 'aug-'), ('image_size', 'px'), ('data_seed', 'ds')):
+                     ('optimizer', ''), ('augment', 'aug-'), ('image_size', 'px'), ('data_seed', 'ds'), ('schedule', 'sch-'),
+                     ('selection', 'sel-'), ('noise_mode', 'noise-'), ('redraw_data', 'redraw')):
         v, d = cfg[key], prof[key]
         if v != d and not (v in (None, 'none') and d in (None, 'none')):
             s += f"-{tag}{v if isinstance(v, str) or v is None else _g(v)}"
@@ -77,10 +84,14 @@ def config_name(cfg: dict) -> str:
     kt = cfg['K_train'] if cfg['method'] == 'two_head' and cfg['K_train'] is not None and float(cfg['K_train']) != float(cfg['K']) else None
     return f"{cfg['method']}-K{_g(cfg['K'])}" + (f"-Ktr{_g(kt)}" if kt is not None else '') + f"-{data_tag(cfg)}{_extras(cfg)}"
 
+def selects_on_k(cfg: dict) -> bool:
+    "Whether the kept epoch depends on K (selection on the validation average-K accuracy): then every method trains once per K."
+    return cfg.get('selection') == 'rule'
+
 def training_name(cfg: dict) -> str:
     "The name of the training behind a record: the config name without K for methods whose training does not depend on K."
     m = cfg['method']
-    k = '' if m in K_FREE_METHODS else f"-K{_g(cfg['K_train'] if m == 'two_head' and cfg['K_train'] is not None else cfg['K'])}"
+    k = '' if m in K_FREE_METHODS and not selects_on_k(cfg) else f"-K{_g(cfg['K_train'] if m == 'two_head' and cfg['K_train'] is not None else cfg['K'])}"
     return f"{m}{k}-{data_tag(cfg)}{_extras(cfg)}"
 
 # %% ../nbs/10_avgk.ipynb #cf6d3b3d
@@ -166,6 +177,8 @@ def avgk_data(cfg: dict):
     opts = {}
     if cfg['label_noise']: opts.update(label_noise=cfg['label_noise'], noise_groups=cfg['noise_groups'])
     if cfg['long_tail']: opts['long_tail'] = float(cfg['long_tail'])
+    if cfg['label_noise'] and cfg['noise_mode']: opts['noise_mode'] = cfg['noise_mode']
+    if cfg['redraw_data'] and (cfg['label_noise'] or cfg['long_tail']): opts['draw_seed'] = int(cfg['seed'])
     return prepare_data(cfg, **opts)
 
 def build_avgk(cfg: dict, data) -> tuple:
@@ -182,20 +195,47 @@ def build_avgk(cfg: dict, data) -> tuple:
 def train_config(cfg: dict) -> dict:
     "What the trained model depends on: the config without K for the K-free methods (the training K for the others)."
     out = {k: v for k, v in cfg.items() if k not in ('K', 'K_train', 'device', 'results_dir', 'run_dir', 'force', 'allow_dirty')}
-    if cfg['method'] not in K_FREE_METHODS: out['K_train'] = float(cfg['K_train'] if cfg['method'] == 'two_head' and cfg['K_train'] is not None else cfg['K'])
+    if cfg['method'] not in K_FREE_METHODS or selects_on_k(cfg):
+        out['K_train'] = float(cfg['K_train'] if cfg['method'] == 'two_head' and cfg['K_train'] is not None else cfg['K'])
+        if selects_on_k(cfg): out['K_select'] = float(cfg['K'])
     return out
 
 # %% ../nbs/10_avgk.ipynb #9a9eb9de
+def avgk_val_score(cfg: dict, data):
+    "selection='rule': the validation average-K accuracy of the head that predicts (its threshold set on the same validation set)."
+    def score(model) -> float:
+        va = predict(model, data.val, resolve_device(cfg['device']))
+        s = head_scores(va, model_heads(va)[0])
+        return average_k_accuracy(s, va['y'], average_k_threshold(s, float(cfg['K'])))
+    return score
+
+def last_epoch_metrics(cfg: dict, data, model, fitted) -> dict | None:
+    "The measures of the last epoch's weights (`fit`'s `last_state`), evaluated like the selected ones; None without a training."
+    last = getattr(fitted, 'last_state', None)
+    if last is None: return None
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(last)
+    try: return evaluate_avgk(cfg, data, model)
+    finally: model.load_state_dict(best)
+
 def _avgk_extra(cfg, data, model, loss, fitted, metrics) -> dict:
     heads = list(metrics)
+    how = ('validation average-K accuracy of the primary head' if cfg.get('selection') == 'rule' else 'validation top-1 of the primary head')
     return dict(method=cfg['method'], K=float(cfg['K']), data_variant=data_tag(cfg), primary_head=heads[0], heads=heads,
-                class_bins=bins_info(data), fit=dict(training_name=training_name(cfg), selection='validation top-1 of the primary head'))
+                class_bins=bins_info(data), metrics_last=last_epoch_metrics(cfg, data, model, fitted),
+                fit=dict(training_name=training_name(cfg), selection=how))
 
 def _avgk_summary(r: dict) -> str:
     h = r['metrics'][r['primary_head']]
     return f"avg-K acc {h['avgk_acc']:.3f} top-K {h.get('topk_acc', float('nan')):.3f} set size {h['mean_set_size']:.2f}"
 
 EVIDENCE_VARIANTS = [dict(label_noise=0.0), dict(label_noise=0.2), dict(label_noise=0.5), dict(long_tail=100)]
+
+E2E_AXES = {   # the e2e profile's grid (a CNN trained from scratch): CE, WAN and the two-head loss on clean and noisy labels, at K = 2,
+    # and the two-head loss's sensitivity to its weight (lambda 0.3) and to a CE warm-up (2 epochs) under noise
+    ('method', 'lam', 'warmup_epochs', 'label_noise'): [(m, 1.0, 0, p) for p in (0.0, 0.5) for m in ('ce', 'wan', 'two_head')]
+                                                      + [('two_head', 0.3, 0, 0.5), ('two_head', 1.0, 2, 0.5)],
+    'K': [2]}
 
 def default_variants(dataset: str) -> list[tuple]:
     "(label_noise, long_tail) of the evidence grid: noise 0 / 0.2 / 0.5 and a long tail on the embedded default, as released otherwise."
@@ -206,30 +246,35 @@ def default_variants(dataset: str) -> list[tuple]:
 AVGK = register(Experiment(
     'avgk', AVGK_DEFAULTS, evaluate=evaluate_avgk, build=build_avgk, check=check_avgk, prepare=avgk_data,
     stem=config_name,
-    train_config=train_config, train_stem=training_name, extra=_avgk_extra,
-    axes=lambda cfg: {'method': list(AVGK_METHODS), 'K': [2, 3, 5], ('label_noise', 'long_tail'): default_variants(cfg.get('dataset') or 'fashion_mnist_small')},
+    train_config=train_config, train_stem=training_name, extra=_avgk_extra, val_score=avgk_val_score,
+    axes=lambda cfg: E2E_AXES if cfg.get('profile') == 'e2e' else {'method': list(AVGK_METHODS), 'K': [2, 3, 5],
+                                                                   ('label_noise', 'long_tail'): default_variants(cfg.get('dataset') or 'fashion_mnist_small')},
     test_axes=lambda cfg: {'method': ['two_head', 'ce'], 'K': [2], ('label_noise', 'long_tail'): [(0.0, None)]},
     summary=_avgk_summary, title='Average-K: a two-head loss for average-K classification', notebook='exp_avgk',
-    plans={'quick': dict(grid=True, seeds='1-3'), 'paper': dict(grid=True, seeds='1-3', profile='paper')}, help=AVGK_HELP,
+    plans={'quick': dict(grid=True, seeds='1-3'), 'e2e': dict(grid=True, seeds='1-3', profile='e2e'),
+           'paper': dict(grid=True, seeds='1-3', profile='paper')}, help=AVGK_HELP,
     types=dict(K=float, K_train=float, long_tail=float, label_noise=float), rank=3,
-    choices=dict(method=AVGK_METHODS, mode=('forced', 'plain'), noise_groups=('superclass', 'alphabetical'), optimizer=('adam', 'adamw', 'sgd'))))
+    choices=dict(method=AVGK_METHODS, mode=('forced', 'plain'), noise_groups=('superclass', 'alphabetical'), optimizer=('adam', 'adamw', 'sgd'),
+                 noise_mode=('uniform', 'other'))))
 
 run_avgk, grid_avgk = partial(run, AVGK), partial(grid, AVGK)
 
 # %% ../nbs/10_avgk.ipynb #0116c612
 FRAME_MEASURES = ('avgk_acc', 'avgk_acc_macro', 'topk_acc', 'topk_acc_macro', 'top1_acc', 'mean_set_size', 'empty_fraction', 'threshold_prob')
 
-def avgk_frame(records) -> pd.DataFrame:
+def avgk_frame(records,
+               last: bool = False   # also a row per head for the last epoch's weights (model '<name>@last', epoch 'last')
+              ) -> pd.DataFrame:
     "One row per (record, head) of Average-K records (dicts or files): regime, data variant, K, model, seed and the measures."
     rows = []
     for r in (r if isinstance(r, dict) else read_result(r) for r in records):
         cfg = r['config']
         extras = _extras(cfg) + ('__' + r['record_name'].split('__', 1)[1] if '__' in r.get('record_name', '') else '')
-        for h in r['heads']:
-            m = r['metrics'][h]
+        for h, (epoch, m) in ((h, e) for h in r['heads'] for e in (('best', r['metrics'][h]), ('last', (r.get('metrics_last') or {}).get(h) if last else None)) if e[1]):
             row = dict(regime=r['regime'], data=r['data_variant'], label_noise=cfg['label_noise'], long_tail=cfg['long_tail'] or 0,
-                       K=r['K'], method=r['method'], head=h, primary=h == r['primary_head'],
-                       model=r['method'] + extras + ('' if h == r['primary_head'] else f':{h}'), seed=r['seed'], config_name=r['config_name'])
+                       K=r['K'], method=r['method'], head=h, primary=h == r['primary_head'], epoch=epoch,
+                       model=r['method'] + extras + ('' if h == r['primary_head'] else f':{h}') + ('@last' if epoch == 'last' else ''),
+                       seed=r['seed'], config_name=r['config_name'])
             row.update({k: m.get(k) for k in FRAME_MEASURES})
             row.update({f'avgk_{b}': m['by_bin'][b]['avgk_acc'] for b in FREQ_BINS})
             row.update({f'avgkmacro_{b}': m['by_bin'][b]['avgk_acc_macro'] for b in FREQ_BINS})

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, sys, time
 
-from .experiments import get_experiment, list_experiments, run, grid, key_type, coerce, PROFILES, QUICK_BY_DATASET
+from .experiments import get_experiment, list_experiments, run, grid, key_type, coerce, PROFILES, QUICK_BY_DATASET, E2E_BY_DATASET, COMMON_CHOICES
 from .datasets import DATASETS, AUGMENTS
 from .models import list_backbones
 from .report import make_report, reproduce
@@ -30,15 +30,16 @@ COMMON_HELP = dict(   # the keys every experiment shares (a spec's `help` wins)
     frozen='train the neck and head on cached features only', image_size='side of the square input images',
     augment='training augmentation', epochs='training epochs', lr='learning rate', batch_size='images per batch',
     weight_decay='L2 weight decay', emb_dim='embedding dimension', n_train='keep this many training images (every class kept)',
-    n_val='keep this many validation images', n_test='keep this many test images', device="'auto', 'cpu', 'cuda' or 'cuda:1'")
+    n_val='keep this many validation images', n_test='keep this many test images', device="'auto', 'cpu', 'cuda' or 'cuda:1'",
+    schedule='learning-rate schedule', selection="the epoch kept: 'top1' (the training head's validation top-1) or 'rule' (the reported rule's)")
 
 def flag_choices(exp: str) -> dict:
     "Allowed values of the experiment's keys that have a fixed set: the shared registries, then the spec's `choices`."
     e = get_experiment(exp)
-    shared = dict(dataset=list(DATASETS), profile=list(PROFILES), backbone=list_backbones(), augment=list(AUGMENTS))
+    shared = dict(dataset=list(DATASETS), profile=list(PROFILES), backbone=list_backbones(), augment=list(AUGMENTS)) | COMMON_CHOICES
     return {k: [str(c) for c in v] for k, v in (shared | e.choices).items() if k in e.defaults}
 
-PROFILE_KEYS = {k for layer in [*PROFILES.values(), *QUICK_BY_DATASET.values()] for k in layer}   # a None default is filled by these
+PROFILE_KEYS = {k for layer in [*PROFILES.values(), *QUICK_BY_DATASET.values(), *E2E_BY_DATASET.values()] for k in layer}   # a None default is filled by these
 
 def flag_help(exp: str, key: str) -> str:
     "The help line of a key's flag: what it is, its allowed values (unless the line names them all) and its default."
@@ -103,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--results-dir', dest='results_dir', metavar='DIR', help='the records to read (default: results/)')
     r.add_argument('--figures-dir', dest='figures_dir', metavar='DIR', help='where tables and figures go (default: figures/)')
     rp = sub.add_parser('reproduce', help='recompute every record of the plans, execute the experiment notebooks, then the report (a source checkout)')
-    rp.add_argument('--profile', default='quick', choices=['quick', 'paper'], help="quick: CPU, embedded default; paper: the papers' settings (default: quick)")
+    rp.add_argument('--profile', default='quick', choices=['quick', 'e2e', 'paper'],
+                    help="quick: CPU, frozen backbone, embedded default; e2e: CPU, a CNN trained from scratch (the losses shape the features); "
+                         "paper: the papers' settings (default: quick)")
     rp.add_argument('--dataset', default=None, choices=list(DATASETS), metavar='NAME', help=f"run every plan on this dataset; one of: {', '.join(DATASETS)}")
     rp.add_argument('--jobs', type=int, default=None, help='worker processes for the records, one per core by default (each with cores/jobs torch threads)')
     rp.add_argument('--reuse', action='store_true', help='keep existing records of the same configs (default: recompute every record)')

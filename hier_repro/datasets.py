@@ -562,15 +562,21 @@ def label_noise_groups(h: Hierarchy, kind: str = 'superclass', size: int = 5) ->
         return g
     raise ValueError(f"noise_groups must be 'superclass' or 'alphabetical', got {kind!r}")
 
-def add_label_noise(y: np.ndarray, groups: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
-    "With probability p replace each label by a uniform draw from its group (itself included)."
+def add_label_noise(y: np.ndarray, groups: np.ndarray, p: float, rng: np.random.Generator,
+                    mode: str = 'uniform'   # 'uniform': a draw from the group, itself included; 'other': another label of the group
+                   ) -> np.ndarray:
+    "With probability p replace each label by a uniform draw from its group ('other': never itself; a class alone in its group keeps its label)."
     if not 0 <= p <= 1: raise ValueError(f"label_noise must be a probability in [0, 1], got {p}")
+    if mode not in ('uniform', 'other'): raise ValueError(f"noise_mode must be 'uniform' or 'other', not {mode!r}")
     y = np.asarray(y); out = y.copy()
     hit = rng.random(len(y)) < p
     for g in np.unique(groups):
         members = np.flatnonzero(groups == g)
         rows = np.flatnonzero(hit & np.isin(y, members))
-        out[rows] = rng.choice(members, size=len(rows))
+        if mode == 'uniform': out[rows] = rng.choice(members, size=len(rows))
+        elif len(members) > 1:   # a draw among the k-1 others: shift past the own label's position
+            pos = np.searchsorted(members, y[rows])
+            out[rows] = members[(pos + rng.integers(1, len(members), size=len(rows))) % len(members)]
     return out
 
 # %% ../nbs/01_datasets.ipynb #6f6a81fb
@@ -615,6 +621,8 @@ OPTIONS = {
     'label_noise': 'probability p of replacing a training label by a uniform draw from its group (0 = clean)',
     'noise_groups': "'superclass' (parent in the hierarchy) or 'alphabetical' (blocks of noise_group_size sorted names)",
     'noise_group_size': 'block size for alphabetical noise groups (5)',
+    'noise_mode': "'uniform' (a draw from the group, the own label included: flip rate p(k-1)/k) or 'other' (another label of the group: flip rate p)",
+    'draw_seed': 'seeds the long-tail subsample and the label-noise draw apart from the split (None: `seed`); e.g. the training seed, so seeds redraw them',
     'long_tail': 'ratio largest/smallest training class of an exponential profile (None = as released)',
     'classes': 'a list of class names or labels to keep, or an int k for k classes drawn at random',
     'val_fraction': 'fraction of each training class carved out as validation when there is no official val split (0.1)',
@@ -654,10 +662,12 @@ def _select(part: dict, rows) -> dict:
 # %% ../nbs/01_datasets.ipynb #afba1ff4
 def build_dataset(name: str, raw: RawDataset, seed: int = 0, image_size: int | None = None, label_noise: float = 0.0,
                   noise_groups: str = 'superclass', noise_group_size: int = 5, long_tail: float | None = None, classes=None,
+                  noise_mode: str = 'uniform', draw_seed: int | None = None,
                   val_fraction: float = 0.1, test_fraction: float = 0.2, hierarchy=None, in_memory='auto', resize: str = 'crop',
                   normalize=None, cache=True, device=None, num_workers: int | None = None, progress: bool | None = None) -> ImageDataset:
     "Apply the options to a reader's output and build the `ImageDataset` (see `OPTIONS`)."
     rng = lambda step: np.random.default_rng([seed, step])
+    draw = rng if draw_seed is None else (lambda step: np.random.default_rng([seed, step, 1_000_003 + int(draw_seed)]))   # long tail, noise
     desc = {'name': name, 'title': raw.title, 'source': raw.source, 'seed': seed, **raw.notes}
     parts = {k: dict(v) for k, v in raw.parts.items()}
     for p in parts.values(): p['y'] = np.asarray(p['y'], dtype=np.int64)
@@ -725,20 +735,21 @@ def build_dataset(name: str, raw: RawDataset, seed: int = 0, image_size: int | N
     tr = parts['train']
     if long_tail:
         counts = np.bincount(tr['y'], minlength=len(names))
-        target = long_tail_counts(counts, long_tail, rng(3))
-        r3 = rng(4)
+        target = long_tail_counts(counts, long_tail, draw(3))
+        r3 = draw(4)
         rows = np.sort(np.concatenate([r3.permutation(np.flatnonzero(tr['y'] == c))[:k] for c, k in enumerate(target)]))
         parts['train'] = tr = _select(tr, rows)
         desc['long_tail'] = {'ratio': float(long_tail), 'train_counts': target.tolist(),
                              'summary': f"long tail ratio {long_tail:g}: train classes of {target.max()} down to {target.min()} images ({len(rows):,} in all)"}
     if label_noise:
         groups = label_noise_groups(hier, noise_groups, noise_group_size)
-        yn = add_label_noise(tr['y'], groups, label_noise, rng(5))
+        yn = add_label_noise(tr['y'], groups, label_noise, draw(5), noise_mode)
         tr['y_clean'], tr['y'] = tr['y'], yn
         ch = int((yn != tr['y_clean']).sum())
-        desc['label_noise'] = {'p': float(label_noise), 'groups': noise_groups, 'n_groups': int(len(set(groups.tolist()))), 'changed': ch,
-                               'changed_fraction': ch / max(1, len(yn)),
-                               'summary': f"label noise p={label_noise:g} within {noise_groups} groups: {ch:,} of {len(yn):,} training labels changed"}
+        desc['label_noise'] = {'p': float(label_noise), 'groups': noise_groups, 'mode': noise_mode, 'n_groups': int(len(set(groups.tolist()))), 'changed': ch,
+                               'changed_fraction': ch / max(1, len(yn)), 'draw_seed': draw_seed,
+                               'summary': f"label noise p={label_noise:g} within {noise_groups} groups ({noise_mode}): {ch:,} of {len(yn):,} training labels "
+                                          f"changed (effective flip rate {ch / max(1, len(yn)):.3f})"}
     # the splits
     def make(p):
         t = lambda v: None if v is None else torch.as_tensor(np.asarray(v), dtype=torch.long)
@@ -747,7 +758,7 @@ def build_dataset(name: str, raw: RawDataset, seed: int = 0, image_size: int | N
     splits = {k: make(parts[k]) for k in ('train', 'val', 'test')}
     desc.update(sizes={k: len(s) for k, s in splits.items()}, n_classes=len(names), image_shape=[chans, size, size],
                 mean=list(mean), std=list(std), class_ids=class_ids,
-                options={'image_size': int(size), 'label_noise': float(label_noise), 'noise_groups': noise_groups,
+                options={'image_size': int(size), 'label_noise': float(label_noise), 'noise_groups': noise_groups, 'noise_mode': noise_mode, 'draw_seed': draw_seed,
                          'long_tail': None if long_tail is None else float(long_tail),
                          'classes': None if classes is None else int(classes) if isinstance(classes, (int, np.integer)) else [c if isinstance(c, str) else int(c) for c in classes],
                          'val_fraction': float(val_fraction), 'resize': resize, 'in_memory': bool(in_memory),

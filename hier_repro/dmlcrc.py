@@ -23,11 +23,11 @@ from .tables import (load_results, mean_sd, format_table, claim_table, write_cla
 from .training import predict, resolve_device
 
 # %% auto #0
-__all__ = ['DMLCRC_METHODS', 'METHOD_SPECS', 'DMLCRC_DEFAULTS', 'DMLCRC_HELP', 'NAME_KEYS', 'DMLCRC', 'run_dmlcrc', 'grid_dmlcrc',
-           'PAPER_TOP1', 'CLAIMS', 'SUMMARY_MEASURES', 'method_spec', 'check_dmlcrc', 'dmlcrc_config_name', 'TermLog',
-           'make_run_model', 'make_run_loss', 'build_dmlcrc', 'residual_scores', 'rule_metrics', 'metric_summary',
-           'evaluate_dmlcrc', 'load_dmlcrc', 'dmlcrc_summary', 'dmlcrc_claims', 'per_class_frame', 'plot_per_class',
-           'dmlcrc_report']
+__all__ = ['DMLCRC_METHODS', 'METHOD_SPECS', 'DMLCRC_DEFAULTS', 'DMLCRC_HELP', 'NAME_KEYS', 'E2E_METHODS', 'DMLCRC', 'run_dmlcrc',
+           'grid_dmlcrc', 'PAPER_TOP1', 'CLAIMS', 'SUMMARY_MEASURES', 'method_spec', 'check_dmlcrc',
+           'dmlcrc_config_name', 'TermLog', 'make_run_model', 'make_run_loss', 'build_dmlcrc', 'dmlcrc_val_score',
+           'residual_scores', 'rule_metrics', 'metric_summary', 'evaluate_dmlcrc', 'load_dmlcrc', 'dmlcrc_summary',
+           'dmlcrc_claims', 'per_class_frame', 'plot_per_class', 'dmlcrc_report']
 
 # %% ../nbs/11_dmlcrc.ipynb #93160815
 DMLCRC_METHODS = ('dmlcrc', 'dmlprocrc', 'collab_identity', 'softmax', 'crc', 'procrc')
@@ -48,25 +48,31 @@ def method_spec(method: str) -> dict:
 # %% ../nbs/11_dmlcrc.ipynb #09d35682
 DMLCRC_DEFAULTS = COMMON_DEFAULTS | dict(
     method='dmlcrc', metric_dim=None, dictionary='memory', m=8, w=1.0, tau=1.0, learn_tau=False, lam=1e-2, gamma=1e-3,
-    normalize_coef=False, R=250)
+    normalize_coef=False, R=250,
+    renorm=None,       # True: z = Lf/|Lf| (L reshapes, tau alone scales)
+    l_penalty=None)    # weight of |L - I|^2_F in the loss (None / 0: none, as the paper)
 DMLCRC_HELP = dict(method=', '.join(DMLCRC_METHODS), metric_dim="d' of L (None: d)", dictionary="'memory', 'full' or 'batch'",
                    m='features per class in the memory dictionary', w='weight of the collaborative term', tau='its temperature',
                    learn_tau='learn the temperature', lam='λ of CRC / ProCRC', gamma='γ of ProCRC',
-                   normalize_coef='normalise the CRC codes', R='R of the retrieval measures')
+                   normalize_coef='normalise the CRC codes', R='R of the retrieval measures',
+                   renorm='renormalise z = Lf to unit length (the temperature stays with tau)', l_penalty='weight of the |L - I|^2 penalty')
 
-_TRAIN_KEYS = ('epochs', 'lr', 'batch_size', 'weight_decay', 'emb_dim', 'image_size')
-_COLLAB_KEYS = ('dictionary', 'm', 'w', 'tau', 'learn_tau', 'lam', 'metric_dim')
+_TRAIN_KEYS = ('epochs', 'lr', 'batch_size', 'weight_decay', 'emb_dim', 'image_size', 'schedule', 'selection')
+_COLLAB_KEYS = ('dictionary', 'm', 'w', 'tau', 'learn_tau', 'lam', 'metric_dim', 'renorm', 'l_penalty')
 NAME_KEYS = {   # the options that make a run of each method different (they enter its record name when not the default)
     'dmlcrc': _TRAIN_KEYS + _COLLAB_KEYS + ('normalize_coef',), 'dmlprocrc': _TRAIN_KEYS + _COLLAB_KEYS + ('gamma',),
     'collab_identity': _TRAIN_KEYS + _COLLAB_KEYS + ('normalize_coef',), 'softmax': _TRAIN_KEYS + ('lam', 'normalize_coef'),
     'crc': ('image_size', 'lam', 'normalize_coef'), 'procrc': ('image_size', 'lam', 'gamma')}
 _SHORT = {'dictionary': 'dict', 'learn_tau': 'learntau', 'metric_dim': 'dprime', 'normalize_coef': 'ncoef', 'weight_decay': 'wd',
-          'batch_size': 'bs', 'emb_dim': 'emb', 'image_size': 'px'}
+          'batch_size': 'bs', 'emb_dim': 'emb', 'image_size': 'px', 'l_penalty': 'lpen', 'selection': 'sel-', 'schedule': 'sch-'}
 
 def check_dmlcrc(cfg: dict, given: dict) -> dict:
     "Check the method and dictionary; the paper profile's VGG-19; the closed forms always on frozen (pretrained) features."
     spec = method_spec(cfg['method'])
     if cfg['profile'] == 'paper' and given.get('backbone') is None: cfg['backbone'] = 'vgg19'   # the paper's backbone
+    if not spec['train'] and cfg['profile'] == 'e2e':
+        raise ValueError(f"{cfg['method']} is a closed form on frozen pretrained features: run it with profile='quick'; in the e2e profile "
+                         "CRC on learned features is the residual rule of the softmax record (metrics['residual'])")
     if not spec['train']: cfg.update(frozen=True, pretrained=True if cfg['pretrained'] is None else cfg['pretrained'])
     if cfg['dictionary'] not in ('memory', 'full', 'batch'): raise ValueError(f"dictionary must be 'memory', 'full' or 'batch', not {cfg['dictionary']!r}")
     return cfg
@@ -105,23 +111,39 @@ def make_run_model(cfg: dict, data) -> nn.Module:
     backbone = None if feat else make_backbone(cfg, data)
     return make_dmlcrc_model(data.n_classes, backbone=backbone, in_dim=data.image_shape[0] if feat else None, emb_dim=cfg['emb_dim'],
                              metric_dim=cfg['metric_dim'], dictionary=cfg['dictionary'] if spec['collab'] else 'batch', m=cfg['m'],
-                             learn_metric=spec['learn_metric'], tau=cfg['tau'], learn_tau=cfg['learn_tau'], seed=cfg['seed'])
+                             learn_metric=spec['learn_metric'], tau=cfg['tau'], learn_tau=cfg['learn_tau'], seed=cfg['seed'],
+                             renorm=bool(cfg['renorm']))
 
 def make_run_loss(cfg: dict, n_classes: int) -> TermLog:
     "CE + w · collaborative loss (CRC or ProCRC residuals), or CE alone for `softmax`, with per-epoch term means."
     spec = method_spec(cfg['method'])
     if not spec['collab']: return TermLog(WeightedSum(ce=(CrossEntropy(), 1.0)))
-    return TermLog(dmlcrc_loss(n_classes, w=cfg['w'], lam=cfg['lam'], method=spec['coding'], gamma=cfg['gamma']))
+    return TermLog(dmlcrc_loss(n_classes, w=cfg['w'], lam=cfg['lam'], method=spec['coding'], gamma=cfg['gamma'],
+                               penalty=float(cfg['l_penalty'] or 0) if spec['learn_metric'] else 0.0))
 
 def build_dmlcrc(cfg: dict, data) -> tuple:
     "(model, loss) of a trained DML-CRC-paper method."
     return make_run_model(cfg, data), make_run_loss(cfg, data.n_classes)
 
 # %% ../nbs/11_dmlcrc.ipynb #da662912
+def _coding_kw(cfg: dict) -> dict:
+    spec = method_spec(cfg['method'])
+    return dict(lam=cfg['lam'], method=spec['coding'], gamma=cfg['gamma'], normalize_coef=cfg['normalize_coef'] and spec['coding'] == 'crc')
+
+def dmlcrc_val_score(cfg: dict, data):
+    "selection='rule' for a method predicted by residuals: validation top-1 of the residual rule over the training set's embeddings (None: the softmax head's top-1)."
+    if cfg['method'] == 'softmax' or not method_spec(cfg['method'])['train']: return None
+    def score(model) -> float:
+        dev = resolve_device(cfg['device'])
+        tr, va = predict(model, data.train, dev), predict(model, data.val, dev)
+        s = crc_predict(va['z'].to(dev), tr['z'].to(dev), tr['y'].to(dev), data.n_classes, normalize=False, **_coding_kw(cfg))
+        return topk_accuracy(s.cpu(), va['y'], 1)
+    return score
+
 def residual_scores(cfg: dict, data, model: nn.Module | None = None) -> tuple[dict, dict]:
     "Test scores (-residuals over the whole training set) and the test embeddings, by the method's coding (CRC or ProCRC)."
     spec, dev, C = method_spec(cfg['method']), resolve_device(cfg['device']), data.n_classes
-    kw = dict(lam=cfg['lam'], method=spec['coding'], gamma=cfg['gamma'], normalize_coef=cfg['normalize_coef'] and spec['coding'] == 'crc')
+    kw = _coding_kw(cfg)
     if model is None:   # frozen features: L2-normalised inside crc_predict
         Xtr, Xte = data.train.x.float().to(dev), data.test.x.float().to(dev)
         return crc_predict(Xte, Xtr, data.train.y.to(dev), C, normalize=True, **kw).cpu(), {'emb': Xte.cpu(), 'y': data.test.y}
@@ -164,7 +186,10 @@ def evaluate_dmlcrc(cfg: dict, data, model: nn.Module | None = None) -> dict:
 # %% ../nbs/11_dmlcrc.ipynb #f8c6064b
 def _dmlcrc_extra(cfg, data, model, loss, fitted, metrics) -> dict:
     out = dict(method=cfg['method'])
-    if loss is not None: loss.flush(); out['fit'] = dict(terms=loss.epochs)
+    if loss is not None:
+        loss.flush()
+        rule = cfg.get('selection') == 'rule' and dmlcrc_val_score(cfg, data) is not None
+        out['fit'] = dict(terms=loss.epochs, selection='validation top-1 of the residual rule' if rule else 'validation top-1 of the softmax head')
     return out
 
 def _dmlcrc_summary(r: dict) -> str:
@@ -172,12 +197,15 @@ def _dmlcrc_summary(r: dict) -> str:
     sm = f"  softmax head {m['softmax']['top1']:.4f}" if 'softmax' in m else ''
     return f"top1 {m['top1']:.4f} (residual {m['residual']['top1']:.4f}{sm})"
 
+E2E_METHODS = ('dmlcrc', 'collab_identity', 'softmax')   # e2e profile: CRC on learned features is the softmax record's residual rule
+
 DMLCRC = register(Experiment(
     'dmlcrc', DMLCRC_DEFAULTS, evaluate=evaluate_dmlcrc, build=build_dmlcrc, trains=lambda cfg: method_spec(cfg['method'])['train'],
-    check=check_dmlcrc, stem=dmlcrc_config_name, extra=_dmlcrc_extra,
-    axes=lambda cfg: {'method': list(DMLCRC_METHODS)}, summary=_dmlcrc_summary, notebook='exp_dmlcrc',
+    check=check_dmlcrc, stem=dmlcrc_config_name, extra=_dmlcrc_extra, val_score=dmlcrc_val_score,
+    axes=lambda cfg: {'method': list(E2E_METHODS if cfg.get('profile') == 'e2e' else DMLCRC_METHODS)}, summary=_dmlcrc_summary, notebook='exp_dmlcrc',
     title='DML-CRC: a learned Mahalanobis metric in a collaborative-representation loss',
-    plans={'quick': dict(grid=True, seeds='1-3'), 'paper': dict(grid=True, seeds='1-3', profile='paper', backbone='vgg19')}, help=DMLCRC_HELP,
+    plans={'quick': dict(grid=True, seeds='1-3'), 'e2e': dict(grid=True, seeds='1-3', profile='e2e'),
+           'paper': dict(grid=True, seeds='1-3', profile='paper', backbone='vgg19')}, help=DMLCRC_HELP,
     types=dict(metric_dim=int), choices=dict(method=DMLCRC_METHODS, dictionary=('memory', 'full', 'batch')), rank=4))
 
 run_dmlcrc, grid_dmlcrc = partial(run, DMLCRC), partial(grid, DMLCRC)

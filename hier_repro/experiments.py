@@ -17,13 +17,13 @@ from .core import (results_root, runs_root, atomic_write, write_result, read_res
 from .training import fit, resolve_device
 
 # %% auto #0
-__all__ = ['COMMON_DEFAULTS', 'RUN_OPTIONS', 'PROFILES', 'QUICK_BY_DATASET', 'SMALL_DATASETS', 'KEY_TYPES', 'RANGES',
-           'NOTEBOOK_KEYS', 'Experiment', 'register', 'get_experiment', 'list_experiments', 'profile_layers', 'coerce',
-           'check_ranges', 'plain_layers', 'resolve_config', 'key_type', 'identity', 'config_hash', 'config_diff',
-           'regime', 'record_stem', 'results_dir_for', 'record_path', 'checkpoint_dir', 'ConfigMismatch', 'reusable',
-           'trim_split', 'load_dataset', 'prepare_data', 'make_backbone', 'dataset_summary', 'run', 'require_clean',
-           'grid_points', 'grid_todo', 'grid', 'run_groups', 'run_many', 'injected_parameters', 'notebook_config',
-           'notebook_seeds', 'show_training']
+__all__ = ['COMMON_DEFAULTS', 'RUN_OPTIONS', 'PROFILES', 'QUICK_BY_DATASET', 'E2E_BY_DATASET', 'SMALL_DATASETS', 'KEY_TYPES',
+           'RANGES', 'COMMON_CHOICES', 'NOTEBOOK_KEYS', 'Experiment', 'register', 'get_experiment', 'list_experiments',
+           'profile_layers', 'coerce', 'check_ranges', 'plain_layers', 'resolve_config', 'key_type', 'identity',
+           'config_hash', 'config_diff', 'regime', 'record_stem', 'results_dir_for', 'record_path', 'checkpoint_dir',
+           'ConfigMismatch', 'reusable', 'trim_split', 'load_dataset', 'prepare_data', 'make_backbone',
+           'dataset_summary', 'run', 'require_clean', 'grid_points', 'grid_todo', 'grid', 'run_groups', 'run_many',
+           'injected_parameters', 'notebook_config', 'notebook_seeds', 'show_training']
 
 # %% ../nbs/07_experiments.ipynb #e21d5bc0
 def _no_extra(cfg, data, model, loss, fitted, metrics) -> dict: return {}
@@ -43,6 +43,7 @@ class Experiment:
     folder: Callable | None = None          # (cfg) -> results sub-folder; None: `regime`
     train_config: Callable | None = None    # (cfg) -> what a checkpoint depends on; None: the whole config
     train_stem: Callable | None = None      # (cfg) -> readable name of the checkpoint folder; None: `stem`
+    val_score: Callable | None = None       # (cfg, data) -> score(model) of the rule the record reports, for selection='rule'; None: top-1
     extra: Callable = _no_extra             # (cfg, data, model, loss, fitted, metrics) -> extra record fields ('fit': merged)
     axes: Callable = lambda cfg: {}         # (given config) -> default grid axes {key or (keys...): values}
     test_axes: Callable = lambda cfg: {}    # the smaller axes under the test profile
@@ -84,7 +85,9 @@ def list_experiments() -> list[str]:
 COMMON_DEFAULTS = dict(
     dataset='fashion_mnist_small', root=None, train_flag=None, hierarchy=None, seed=1, data_seed=0, profile='quick',
     backbone=None, width=None, pretrained=None, frozen=None, image_size=None, augment=None,
-    epochs=None, lr=None, batch_size=None, weight_decay=0.0, emb_dim=128, n_train=None, n_val=None, n_test=None, device='auto')
+    epochs=None, lr=None, batch_size=None, weight_decay=0.0, emb_dim=128, n_train=None, n_val=None, n_test=None, device='auto',
+    schedule=None,    # learning-rate schedule of `fit` (None: constant)
+    selection=None)   # the epoch kept: None / 'top1' (validation top-1 of the training head), 'rule' (validation score of the rule the record reports)
 RUN_OPTIONS = dict(results_dir=None, run_dir=None, force=False, allow_dirty=False,
                    retrain=None)   # with force: also train again (None: as force; False: resume a finished training of the same config)
 
@@ -93,10 +96,16 @@ PROFILES = {
     'test':  dict(epochs=1, lr=1e-3, batch_size=64, n_train=320, n_val=160, n_test=320, R=50, mds_steps=100, augment='none'),
     'quick': dict(lr=1e-3, augment='none'),
     'paper': dict(epochs=100, lr=1e-4, batch_size=32, augment='affine', backbone='resnet50', pretrained=True, frozen=False),
+    'e2e':   dict(lr=1e-3, augment='crop', schedule='cosine', selection='rule',      # the like-for-like settings, where an experiment has the key:
+                  noise_mode='other', redraw_data=True,                            # Average-K: noise flips to another label; seeds redraw noise / tail
+                  learn_tau=True, renorm=True, l_penalty=1e-2),                    # DML-CRC: temperature learned in both arms, z = Lf/|Lf|, |L - I|^2
 }
 QUICK_BY_DATASET = {   # test / quick profiles: a frozen ImageNet EfficientNet-Lite0 (offline weights), neck + head trained on its features
     'small': dict(backbone='efficientnet_lite0', pretrained=True, frozen=True, image_size=32, epochs=10, batch_size=64),
     'photo': dict(backbone='efficientnet_lite0', pretrained=True, frozen=True, image_size=128, epochs=30, batch_size=32),
+}
+E2E_BY_DATASET = {   # e2e profile: the loss shapes the features (a CNN trained from scratch, augmented on the device)
+    'small': dict(backbone='smallcnn', width=16, pretrained=False, frozen=False, epochs=15, batch_size=64),
 }
 SMALL_DATASETS = ('fashion_mnist', 'fashion_mnist_small', 'cifar100')
 
@@ -107,15 +116,20 @@ def profile_layers(defaults: dict,  # every key of the experiment with its defau
     "Defaults < profile < the given config."
     profile = given.get('profile') or defaults['profile']
     if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}: use one of {list(PROFILES)}")
-    kind = QUICK_BY_DATASET['small' if given.get('dataset', defaults['dataset']) in SMALL_DATASETS else 'photo']
-    layers = {'test': [kind, PROFILES['test']], 'quick': [PROFILES['quick'], kind], 'paper': [PROFILES['paper']]}[profile]
+    size = 'small' if given.get('dataset', defaults['dataset']) in SMALL_DATASETS else 'photo'
+    if profile == 'e2e' and size not in E2E_BY_DATASET:
+        raise ValueError(f"the e2e profile (a CNN trained from scratch) is defined for the small datasets {', '.join(SMALL_DATASETS)}; "
+                         f"for {given.get('dataset')!r} use profile='quick' (frozen backbone) or 'paper' (fine-tuned), or give backbone, frozen, epochs yourself")
+    kind = QUICK_BY_DATASET[size]
+    layers = {'test': [kind, PROFILES['test']], 'quick': [PROFILES['quick'], kind], 'paper': [PROFILES['paper']],
+              'e2e': [PROFILES['e2e'], E2E_BY_DATASET.get(size, {})]}[profile]
     cfg = dict(defaults)
     for layer in layers + [{k: v for k, v in given.items() if v is not None}]:
         cfg.update({k: v for k, v in layer.items() if k in cfg})
     return cfg
 
 # %% ../nbs/07_experiments.ipynb #e97250b1
-KEY_TYPES = dict(root=str, train_flag=int, hierarchy=str, seed=int, data_seed=int, profile=str, backbone=str, width=int, pretrained=bool,
+KEY_TYPES = dict(schedule=str, selection=str, root=str, train_flag=int, hierarchy=str, seed=int, data_seed=int, profile=str, backbone=str, width=int, pretrained=bool,
                  frozen=bool, image_size=int, augment=str, epochs=int, lr=float, batch_size=int, weight_decay=float, emb_dim=int,
                  n_train=int, n_val=int, n_test=int, device=str, results_dir=str, run_dir=str, force=bool, allow_dirty=bool, retrain=bool)
 _TRUE, _FALSE = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
@@ -144,10 +158,14 @@ RANGES = {   # key: (lowest value, whether it is allowed)
     'n_train': (1, True), 'n_val': (1, True), 'n_test': (1, True), 'image_size': (8, True), 'lam': (0, True), 'tau': (0, False),
     'gamma': (0, True), 'w': (0, True), 'm': (1, True), 'R': (1, True), 'n_permutations': (1, True), 'scale': (0, False),
     'alpha': (0, False), 'mds_steps': (0, True), 'role_lr_mult': (0, False), 'K_train': (0, False), 'warmup_epochs': (0, True),
-    'metric_dim': (1, True), 'long_tail': (1, True)}
+    'metric_dim': (1, True), 'long_tail': (1, True), 'l_penalty': (0, True), 'scale_lr': (0, False)}
+
+COMMON_CHOICES = dict(schedule=('constant', 'cosine'), selection=('top1', 'rule'))   # shared keys with a fixed set of values
 
 def check_ranges(cfg: dict) -> dict:
-    "Refuse a value below its key's range (`RANGES`) or a number that is not finite; None means 'the default' and passes."
+    "Refuse a value below its key's range (`RANGES`), a number that is not finite, or a shared key's value outside `COMMON_CHOICES`; None passes."
+    for k, allowed in COMMON_CHOICES.items():
+        if cfg.get(k) is not None and cfg[k] not in allowed: raise ValueError(f"{k} = {cfg[k]!r} is not known: use one of {', '.join(allowed)}")
     for k, (low, inclusive) in RANGES.items():
         v = cfg.get(k)
         if v is None or isinstance(v, bool) or not isinstance(v, (int, float)): continue
@@ -332,9 +350,10 @@ def _fit_run(e: Experiment, cfg: dict, data, run_dir: Path):
     torch.manual_seed(cfg['seed'])
     model, loss = e.build(cfg, data)
     augment = None if cfg.get('frozen') or cfg.get('augment') in (None, 'none') else make_augment(cfg['augment'], data.image_shape)
+    score = e.val_score(cfg, data) if cfg.get('selection') == 'rule' and e.val_score is not None else None
     fitted = fit(model, loss, data, epochs=cfg['epochs'], lr=cfg['lr'], batch_size=cfg['batch_size'], optimizer=cfg.get('optimizer', 'adam'),
-                 weight_decay=cfg.get('weight_decay', 0.0), seed=cfg['seed'], run_dir=run_dir, resume=not fresh,
-                 augment=augment, device=cfg['device'])
+                 weight_decay=cfg.get('weight_decay', 0.0), schedule=cfg.get('schedule') or 'constant', seed=cfg['seed'], run_dir=run_dir,
+                 resume=not fresh, augment=augment, device=cfg['device'], val_score=score)
     if not fitted.finished: raise RuntimeError(f"training stopped early; run again to resume from {run_dir}")
     return model, loss, fitted
 

@@ -16,8 +16,9 @@ from .models import EmbeddingNet, FeatureInput, create_backbone, extract_feature
 
 # %% auto #0
 __all__ = ['ProxyModel', 'PROXY_KINDS', 'PROXYDR_OPTIONS', 'PROXYDR_GRID', 'AVGK_METHODS', 'Classifier', 'SoftmaxHead',
-           'proxy_logits', 'ema_update', 'scale_condition', 'initial_scale', 'scale_step_loss', 'ProxyHead',
-           'make_proxydr_model', 'AvgKHead', 'RoleLabelMatrix', 'make_avgk_model', 'DMLCRCHead', 'make_dmlcrc_model']
+           'proxy_logits', 'ema_update', 'scale_condition', 'initial_scale', 'solve_initial_scale', 'scale_step_loss',
+           'ProxyHead', 'make_proxydr_model', 'AvgKHead', 'RoleLabelMatrix', 'make_avgk_model', 'DMLCRCHead',
+           'make_dmlcrc_model']
 
 # %% ../nbs/03_heads.ipynb #fec50c4d
 class Classifier(nn.Module):
@@ -85,6 +86,13 @@ def scale_condition(kind: str, s, B_avg, theta_med):
 
 def initial_scale(kind: str, n_classes: int, s0: float = 10.0) -> float:
     "Initial dynamic scale: fsolve of the condition with the other C-1 proxies orthogonal and theta_med = pi/4."
+    s, ok = solve_initial_scale(kind, n_classes, s0)
+    if not ok: warnings.warn(f"the {kind} dynamic-scale condition has no root for {n_classes} classes (NormFace needs C >= 23); "
+                             f"starting from fsolve's best point s = {s:.3f}, as the ProxyDR code would", stacklevel=2)
+    return s
+
+def solve_initial_scale(kind: str, n_classes: int, s0: float = 10.0) -> tuple[float, bool]:
+    "(fsolve's point, whether it is a root of the condition): NormFace's condition has none below 23 classes."
     def cond(s):
         s = torch.as_tensor(s, dtype=torch.float64)
         numer_orth = 2 ** (-s / 2) if kind == 'proxydr' else torch.ones_like(s)   # d² = 2 (ProxyDR), exp(s·0) = 1 (NormFace)
@@ -92,9 +100,7 @@ def initial_scale(kind: str, n_classes: int, s0: float = 10.0) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
         s, _, ok, _ = fsolve(cond, s0, full_output=True)
-    if ok != 1: warnings.warn(f"the {kind} dynamic-scale condition has no root for {n_classes} classes (NormFace needs C >= 23); "
-                              f"starting from fsolve's best point s = {float(s[0]):.3f}, as the ProxyDR code would", stacklevel=2)
-    return float(s[0])
+    return float(s[0]), ok == 1
 
 # %% ../nbs/03_heads.ipynb #fd320315
 def scale_step_loss(kind: str, log_s: torch.Tensor, cos: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -129,6 +135,7 @@ class ProxyHead(nn.Module):
         self.register_buffer('seen', torch.zeros(n_classes, dtype=torch.bool))
         self.dynamic = dynamic
         s0 = initial_scale(kind, n_classes) if dynamic else scale
+        self.scale_root = solve_initial_scale(kind, n_classes)[1] if dynamic else None   # False: the dynamic scale has no target (flag it)
         if dynamic:
             self.log_s = nn.Parameter(torch.tensor(math.log(s0)))
             self.scale_opt = torch.optim.Adam([self.log_s], lr=scale_lr, weight_decay=0.)
@@ -252,10 +259,11 @@ class DMLCRCHead(nn.Module):
     "Softmax head + Mahalanobis map L (identity init) + class-balanced feature memory for the collaborative (CRC) loss."
     def __init__(self, in_dim: int, n_classes: int, metric_dim: int | None = None,
                  dictionary: str = 'memory',   # 'memory' (m per class), 'full' (whole training set each epoch) or 'batch' (leave-one-out)
-                 m: int = 8, learn_metric: bool = True, tau: float = 1.0, learn_tau: bool = False):
+                 m: int = 8, learn_metric: bool = True, tau: float = 1.0, learn_tau: bool = False,
+                 renorm: bool = False):        # z = Lf/|Lf|: L changes the shape of the space, not its scale (the temperature stays with tau)
         super().__init__()
         if dictionary not in ('memory', 'full', 'batch'): raise ValueError(f"dictionary must be 'memory', 'full' or 'batch', not {dictionary!r}")
-        self.n_classes, self.dictionary, self.m = n_classes, dictionary, m
+        self.n_classes, self.dictionary, self.m, self.renorm = n_classes, dictionary, m, renorm
         self.softmax = nn.Linear(in_dim, n_classes)
         dp = metric_dim or in_dim
         self.metric = nn.Linear(in_dim, dp, bias=False)
@@ -273,11 +281,16 @@ class DMLCRCHead(nn.Module):
     def forward(self, f):
         logits = self.softmax(f)
         with torch.autocast(f.device.type, enabled=False):   # the closed forms downstream need float32 inputs
-            z = self.metric(F.normalize(f.float(), dim=1))
+            z = self.embed_metric(F.normalize(f.float(), dim=1))
             out = {'logits': logits, 'scores': logits, 'z': z, 'tau': self.log_tau.exp()}
+            if self.training and self.metric.weight.requires_grad: out['metric_weight'] = self.metric.weight   # for a |L - I|^2 penalty
             if self.training and self.dictionary != 'batch' and len(self.mem):
-                out['dict_z'], out['dict_y'], out['dict_idx'] = self.metric(self.mem), self.mem_y, self.mem_idx
+                out['dict_z'], out['dict_y'], out['dict_idx'] = self.embed_metric(self.mem), self.mem_y, self.mem_idx
         return out
+    def embed_metric(self, f_hat: torch.Tensor) -> torch.Tensor:
+        "L f̂, renormalised to unit length when `renorm`."
+        z = self.metric(f_hat)
+        return F.normalize(z, dim=1) if self.renorm else z
     @torch.no_grad()
     def remember(self, f: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None = None):
         "Write the normalised features of a batch into the per-class ring buffers (the last m of each class win)."
@@ -309,9 +322,9 @@ class DMLCRCHead(nn.Module):
 def make_dmlcrc_model(n_classes: int, backbone=None, in_dim: int | None = None, emb_dim: int | None = None,
                       metric_dim: int | None = None, dictionary: str = 'memory', m: int = 8,
                       learn_metric: bool = True, tau: float = 1.0, learn_tau: bool = False,
-                      pretrained: bool = False, in_chans: int = 3, seed: int | None = None) -> Classifier:
+                      pretrained: bool = False, in_chans: int = 3, seed: int | None = None, renorm: bool = False) -> Classifier:
     "A DML-CRC model: backbone (+ optional neck) -> DMLCRCHead."
     with torch.random.fork_rng(devices=[]):
         if seed is not None: torch.manual_seed(seed)
         embed = _embedding(backbone, in_dim, emb_dim, pretrained, in_chans)
-        return Classifier(embed, DMLCRCHead(embed.out_dim, n_classes, metric_dim, dictionary, m, learn_metric, tau, learn_tau))
+        return Classifier(embed, DMLCRCHead(embed.out_dim, n_classes, metric_dim, dictionary, m, learn_metric, tau, learn_tau, renorm))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 __all__ = ['LOG_EPSILON', 'WeightedSum', 'CrossEntropy', 'CorrLoss', 'make_proxydr_loss', 'two_head_pseudo_labels', 'TwoHeadLoss',
            'neg_log', 'expected_positive_regularizer', 'ANLoss', 'WANLoss', 'EPRLoss', 'ROLELoss', 'make_avgk_loss',
            'crc_coefficients', 'procrc_feature_space', 'procrc_coefficients', 'class_slots', 'collaborative_residuals',
-           'crc_predict', 'CollaborativeLoss', 'dmlcrc_loss']
+           'crc_predict', 'CollaborativeLoss', 'MetricPenalty', 'dmlcrc_loss']
 
 # %% ../nbs/04_losses.ipynb #a3f70348
 class WeightedSum(nn.Module):
@@ -273,7 +273,18 @@ class CollaborativeLoss(nn.Module):
         tau = self.tau if self.tau is not None else out.get('tau', 1.0)
         return F.cross_entropy(-self.residuals(out, y, idx) / tau, y)
 
+class MetricPenalty(nn.Module):
+    "|L - I|²_F of the head's metric (out['metric_weight']; 0 when the metric is not learned): keeps M = LᵀL near the identity."
+    def forward(self, out, y=None, idx=None):
+        W = out.get('metric_weight')
+        if W is None: return torch.zeros((), device=y.device if y is not None else None)
+        return (W - torch.eye(*W.shape, device=W.device, dtype=W.dtype)).pow(2).sum()
+
 def dmlcrc_loss(n_classes: int, w: float = 1.0, lam: float = 1e-2, method: str = 'crc', gamma: float = 1e-3,
-                tau: float | None = None) -> WeightedSum:
-    "DML-CRC's total loss: CE(softmax head) + w · CollaborativeLoss (w = 0: plain softmax cross-entropy)."
-    return WeightedSum(ce=(CrossEntropy(), 1.0), collab=(CollaborativeLoss(n_classes, lam, method, gamma, tau), w))
+                tau: float | None = None,
+                penalty: float = 0.0   # weight of |L - I|²_F (0: none, as the paper)
+               ) -> WeightedSum:
+    "DML-CRC's total loss: CE(softmax head) + w · CollaborativeLoss (+ penalty · |L - I|²_F); w = 0: plain softmax cross-entropy."
+    terms = dict(ce=(CrossEntropy(), 1.0), collab=(CollaborativeLoss(n_classes, lam, method, gamma, tau), w))
+    if penalty: terms['l_penalty'] = (MetricPenalty(), penalty)
+    return WeightedSum(**terms)

@@ -23,17 +23,19 @@ from .training import predict, resolve_device
 
 # %% auto #0
 __all__ = ['PROXYDR_DEFAULTS', 'PROXYDR_HELP', 'PROXYDR_TEST_GRID', 'RANDOM_CNN_DEFAULTS', 'PROXYDR_MEASURES', 'LOWER_IS_BETTER',
-           'C1_OPTIONS', 'C2_MEASURES', 'PROXYDR_ORDER', 'PROXYDR', 'RANDOM_CNN', 'run_proxydr', 'grid_proxydr',
-           'run_random_cnn', 'grid_random_cnn', 'check_proxydr', 'build_proxydr', 'evaluate_proxydr',
+           'C1_OPTIONS', 'C2_MEASURES', 'PROXYDR_ORDER', 'E2E_GRID', 'PROXYDR', 'RANDOM_CNN', 'run_proxydr',
+           'grid_proxydr', 'run_random_cnn', 'grid_random_cnn', 'check_proxydr', 'build_proxydr', 'evaluate_proxydr',
            'resolve_random_cnn', 'prepare_random_cnn', 'evaluate_random_cnn', 'c1_rows', 'c2_rows', 'proxydr_tables',
            'plot_hs_curves', 'plot_dendrograms', 'plot_distance_vs_tree', 'proxydr_figures', 'proxydr_report',
            'random_cnn_table', 'plot_permutation_null', 'random_cnn_report']
 
 # %% ../nbs/09_proxydr.ipynb #827d39e0
-PROXYDR_DEFAULTS = COMMON_DEFAULTS | dict(model='proxydr', option='standard', scale=10.0, alpha=0.01, mds_steps=1000, R=250)
+PROXYDR_DEFAULTS = COMMON_DEFAULTS | dict(model='proxydr', option='standard', scale=10.0, alpha=0.01, mds_steps=1000, R=250,
+                                          scale_lr=None)   # lr of the dynamic scale's Adam (None: the main lr, as the official code)
 PROXYDR_HELP = dict(model='softmax, normface, proxydr or corr', option='standard, ema, dynamic, ema_dynamic, mds, mds_dynamic',
                     scale='initial scale s of the normalised heads', alpha='EMA rate of the proxy updates',
-                    mds_steps='steps of the MDS placement of the proxies', R='R of HS@R, AHS@R and MAP@R')
+                    mds_steps='steps of the MDS placement of the proxies', R='R of HS@R, AHS@R and MAP@R',
+                    scale_lr='learning rate of the dynamic scale (default: the main learning rate, as the official code)')
 
 # %% ../nbs/09_proxydr.ipynb #25d6ecb0
 def check_proxydr(cfg: dict, given: dict | None = None) -> dict:
@@ -42,6 +44,8 @@ def check_proxydr(cfg: dict, given: dict | None = None) -> dict:
     if cfg['model'] not in models: raise ValueError(f"unknown ProxyDR model {cfg['model']!r}; known: {', '.join(models)}")
     if (cfg['model'], cfg['option']) not in PROXYDR_GRID:
         raise ValueError(f"{cfg['model']} has no option {cfg['option']!r}; known: {', '.join(o for m, o in PROXYDR_GRID if m == cfg['model'])}")
+    if 'dynamic' in cfg['option'] and cfg['scale_lr'] is None: cfg['scale_lr'] = cfg['lr']   # the official code's one learning rate
+    if 'dynamic' not in cfg['option']: cfg['scale_lr'] = None                                # no dynamic scale: the key does not apply
     return cfg
 
 # %% ../nbs/09_proxydr.ipynb #96cffa86
@@ -50,7 +54,8 @@ def build_proxydr(cfg: dict, data) -> tuple:
     feat = cfg['frozen']
     model = make_proxydr_model(cfg['model'], cfg['option'], n_classes=data.n_classes, hierarchy=data.hierarchy,
                                backbone=None if feat else make_backbone(cfg, data), in_dim=data.image_shape[0] if feat else None,
-                               emb_dim=cfg['emb_dim'], scale=cfg['scale'], alpha=cfg['alpha'], mds_steps=cfg['mds_steps'], seed=cfg['seed'])
+                               emb_dim=cfg['emb_dim'], scale=cfg['scale'], alpha=cfg['alpha'], mds_steps=cfg['mds_steps'], seed=cfg['seed'],
+                               **({'scale_lr': float(cfg['scale_lr'])} if cfg['scale_lr'] else {}))
     return model, make_proxydr_loss(cfg['model'])
 
 # %% ../nbs/09_proxydr.ipynb #39307fc6
@@ -70,7 +75,7 @@ def evaluate_proxydr(cfg: dict, data, model) -> dict:
 
 # %% ../nbs/09_proxydr.ipynb #21384576
 def _proxydr_extra(cfg, data, model, loss, fitted, metrics) -> dict:
-    return {'fit': dict(final_scale=getattr(model.head, 's', None))}
+    return {'fit': dict(final_scale=getattr(model.head, 's', None), scale_root=getattr(model.head, 'scale_root', None))}
 
 def _proxydr_summary(r: dict) -> str:
     m = r['metrics']['proxy']
@@ -267,12 +272,16 @@ def random_cnn_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
     return [d / 'random_cnn.md', save_figure(plot_permutation_null(df), 'random_cnn_permutation', figures_dir)]
 
 # %% ../nbs/09_proxydr.ipynb #d2deda82
+E2E_GRID = [('softmax', 'standard'), ('normface', 'standard'), ('proxydr', 'standard')]   # e2e profile: C1 and C2 on learned features
+
 PROXYDR = register(Experiment(
     'proxydr', PROXYDR_DEFAULTS, evaluate=evaluate_proxydr, build=build_proxydr, check=check_proxydr,
     stem=lambda cfg: f"{cfg['model']}-{cfg['option']}", extra=_proxydr_extra,
-    axes=lambda cfg: {('model', 'option'): list(PROXYDR_GRID)}, test_axes=lambda cfg: {('model', 'option'): PROXYDR_TEST_GRID},
+    axes=lambda cfg: {('model', 'option'): E2E_GRID if cfg.get('profile') == 'e2e' else list(PROXYDR_GRID)},
+    test_axes=lambda cfg: {('model', 'option'): PROXYDR_TEST_GRID},
     summary=_proxydr_summary, report=proxydr_report, title='ProxyDR: hierarchies in classification-based metric learning',
-    notebook='exp_proxydr', plans={'quick': dict(grid=True, seeds='1-5'), 'paper': dict(grid=True, seeds='1-5', profile='paper')},
+    notebook='exp_proxydr', plans={'quick': dict(grid=True, seeds='1-5'), 'e2e': dict(grid=True, seeds='1-3', profile='e2e'),
+                                   'paper': dict(grid=True, seeds='1-5', profile='paper')},
     help=PROXYDR_HELP, choices=dict(model=sorted({m for m, _ in PROXYDR_GRID}), option=list(dict.fromkeys(o for _, o in PROXYDR_GRID))), rank=1))
 
 RANDOM_CNN = register(Experiment(
