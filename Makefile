@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 #   make test TORCH="torch torchvision"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 NBDEV_WORKERS ?= 2
+# extras installed with the package: [dev] (tests, nbdev, build) and [lab] (JupyterLab, ipywidgets: tests/test_lab.py runs a notebook in it)
+EXTRAS ?= dev,lab
 # worker processes of `make reproduce` (empty: one per core, each with one torch thread)
 JOBS ?=
 # idle OpenMP threads sleep instead of spinning (2-core machines shared with other jobs)
@@ -14,11 +16,11 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install sync clean-check docs-check test test-nbs test-py reproduce reproduce-e2e reproduce-all paper report clean
 
-$(VENV)/.installed: settings.ini setup.py
+$(VENV)/.installed: settings.ini setup.py Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools
 	@$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	@touch $@
 
 install: $(VENV)/.installed

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_report.ipynb #38e70422
 from __future__ import annotations
-import tempfile, time
+import sys, tempfile, threading, time
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +15,7 @@ from .tables import load_results
 from . import proxydr, avgk, dmlcrc, probe   # the papers and the probe: their specs enter the registry
 
 # %% auto #0
-__all__ = ['provenance', 'make_report', 'show_section', 'plans', 'notebook_parameters', 'plan_points', 'reproduce']
+__all__ = ['provenance', 'make_report', 'show_section', 'plans', 'notebook_parameters', 'plan_points', 'NotebookLog', 'reproduce']
 
 # %% ../nbs/12_report.ipynb #b6b887a5
 def provenance(df: pd.DataFrame) -> str:
@@ -104,6 +104,58 @@ def plan_points(profile: str = 'quick', dataset: str | None = None, notebooks_di
         out += [(e.name, c) for c in grid_todo(e, params.get('seeds', '1'), **{k: v for k, v in cfg.items() if k != 'seed'})]
     return out
 
+# %% ../nbs/12_report.ipynb #e314f65d
+class _Lines:
+    "A file for papermill's stdout_file / stderr_file: each whole line (`\\n` or `\\r` ended) goes to `log.printed`."
+    def __init__(self, log): self.log, self.buf = log, ''
+    def write(self, text: str):
+        *lines, self.buf = (self.buf + text.replace('\r', '\n')).split('\n')
+        for l in lines: self.log.printed(l)
+    def flush(self): pass
+    def close(self): self.log.printed(self.buf); self.buf = ''
+
+class NotebookLog:
+    "What an executing notebook is doing, for a log: a line as each code cell starts, then the lines it prints (the first `head`, then one every `every` s)."
+    _lock = threading.Lock()                # one line at a time from notebooks executed side by side
+    def __init__(self, name: str,           # the prefix: the notebook's name
+                 stream=None,               # where the lines go (None: sys.stdout at the time)
+                 head: int = 5,             # a cell's printed lines shown in full
+                 every: float = 30.0,       # then at most one line per `every` seconds
+                 width: int = 160):         # longer lines are cut
+        self.name, self.stream, self.head, self.every, self.width = name, stream, head, every, width
+        self.stdout, self.stderr, self.t0 = _Lines(self), _Lines(self), time.perf_counter()
+        self._cell(None)
+    def _cell(self, index): self.index, self.n, self.held, self.last, self.shown_at = index, 0, 0, None, 0.0
+    def line(self, text: str):
+        "Write `[name] text` (cut to `width`)."
+        text = f'[{self.name}] {text}'
+        with self._lock: print(text if len(text) <= self.width else text[:self.width - 3] + '...', file=self.stream or sys.stdout, flush=True)
+    def printed(self, text: str):
+        "A line the notebook printed: shown, or held back (counted, the last kept) when the cell already showed `head` lines recently."
+        if not text.strip(): return
+        self.n += 1; now = time.perf_counter()
+        if self.n <= self.head or now - self.shown_at >= self.every: self.line(text); self.held, self.last, self.shown_at = 0, None, now
+        else: self.held += 1; self.last = text
+    def on_cell_start(self, cell, cell_index: int, **kw):
+        "nbclient hook: a line naming the code cell that starts (the injected parameters, the defaults, else its first line of code)."
+        self.close(); self._cell(cell_index)
+        code = [l.strip() for l in cell.source.splitlines() if l.strip() and not l.lstrip().startswith('#')]
+        if cell.cell_type != 'code' or not code: return
+        tags = cell.metadata.get('tags', [])
+        what = 'parameters ' + '; '.join(code) if 'injected-parameters' in tags else 'the defaults (parameters cell)' if 'parameters' in tags else code[0]
+        self.line(f'cell {cell_index + 1} ({time.perf_counter() - self.t0:.0f}s): {what}')
+    def on_cell_complete(self, cell, cell_index: int, **kw):
+        "nbclient hook: a cell's unfinished line, and how many lines it held back (with the last)."
+        self.close()
+        if self.held: self.line(f'... {self.held} more line(s), the last: {self.last}'); self.held = 0
+    def close(self):
+        "Show what the streams still hold (a line without its newline)."
+        self.stdout.close(); self.stderr.close()
+    def kwargs(self) -> dict:
+        "The arguments of `papermill.execute_notebook` that make it report here."
+        return dict(log_output=False, progress_bar=False, stdout_file=self.stdout, stderr_file=self.stderr,
+                    on_cell_start=self.on_cell_start, on_cell_complete=self.on_cell_complete)
+
 # %% ../nbs/12_report.ipynb #3158acc2
 def reproduce(profile: str = 'quick', dataset: str | None = None,
               jobs: int | None = None,      # worker processes for the records (None: one per core) and notebooks at once
@@ -128,8 +180,9 @@ def reproduce(profile: str = 'quick', dataset: str | None = None,
         params = dict(params, **({'dataset': dataset} if dataset else {}), **({k: v for k, v in opts.items() if v is not None}))
         if force and plan is not None: params['force'] = True   # a hand-given plan computes its records in the notebooks
         t = time.perf_counter()
-        pm.execute_notebook(str(nbs / f'{nb}.ipynb'), str(out / f'{nb}.ipynb'), parameters=params, cwd=str(nbs),
-                            kernel_name='python3', progress_bar=False, log_output=False)
+        log = NotebookLog(nb)   # a line per cell and what it prints, after [nb]: notebooks run side by side
+        try: pm.execute_notebook(str(nbs / f'{nb}.ipynb'), str(out / f'{nb}.ipynb'), parameters=params, cwd=str(nbs), kernel_name='python3', **log.kwargs())
+        finally: log.close()
         print(f'[reproduce] notebook {nb} executed in {time.perf_counter() - t:.0f}s', flush=True)
     t = time.perf_counter()
     lines = {'HIER_REPRO_PROGRESS': os.environ.get('HIER_REPRO_PROGRESS') or 'lines'}   # the kernels inherit it: lines, not widgets, in their outputs

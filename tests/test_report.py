@@ -78,3 +78,19 @@ def test_section_without_records_keeps_its_files(tmp_path):
     fig.mkdir(); (fig / 'dmlcrc_top1.md').write_text('earlier table')
     text = make_report(res, fig, verbose=False).read_text()
     assert (fig / 'dmlcrc_top1.md').read_text() == 'earlier table' and 'run `hier-repro grid dmlcrc`' in text
+
+
+def test_reproduce_shows_what_each_notebook_does(tmp_path, capsys, monkeypatch):
+    "`reproduce` (what `make reproduce` runs) executes the notebooks with a NotebookLog: a line per code cell and the lines it prints, after its name; no tables."
+    from hier_repro.report import reproduce
+    monkeypatch.setenv('HIER_REPRO_RUNS', str(tmp_path / 'runs'))   # the kernel inherits it: locks and checkpoints stay in tmp_path
+    reproduce(plan=[('exp_random_cnn', dict(profile='test', seeds='1'))], jobs=1, allow_dirty=True,
+              results_dir=tmp_path / 'results', figures_dir=tmp_path / 'figures', out_dir=tmp_path / 'executed')
+    out = capsys.readouterr().out.splitlines()
+    nb = [l for l in out if l.startswith('[exp_random_cnn] ')]
+    assert any(l.startswith('[exp_random_cnn] cell ') and 'parameters profile = "test"; seeds = "1"' in l for l in nb), out
+    assert any(l.startswith('[exp_random_cnn] cell ') and l.endswith('records = grid_random_cnn(notebook_seeds(seeds), **cfg)') for l in nb), out
+    assert any(l.startswith('[exp_random_cnn] [random_cnn] fashion_mnist_small smallcnn seed 1: classwise rho') for l in nb), out   # its own log line
+    assert any(l.startswith('[reproduce] notebook exp_random_cnn executed in') for l in out), out
+    assert len(nb) < 20 and not any('chance_mean' in l for l in out), out   # no table dumped into the log
+    assert (tmp_path / 'executed' / 'exp_random_cnn.ipynb').exists() and (tmp_path / 'figures' / 'RESULTS.md').exists()
