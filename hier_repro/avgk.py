@@ -16,7 +16,7 @@ from .experiments import (Experiment, register, run, grid, resolve_config, COMMO
 from .heads import make_avgk_model, AVGK_METHODS
 from .losses import make_avgk_loss
 from .metrics import average_k_threshold, average_k_accuracy, average_k_set_sizes, topk_accuracy
-from .tables import claim_row, mean_sd, write_table, write_claims, save_figure, pyplot, order, CLAIM_TABLE_COLUMNS
+from .tables import claim_row, mean_sd, write_table, write_claims, save_figure, pyplot, order, CLAIM_TABLE_COLUMNS, curve_frame, plot_training_curves
 from .training import predict, resolve_device
 
 # %% auto #0
@@ -74,7 +74,7 @@ def _extras(cfg: dict) -> str:
     for key, tag in (('epochs', 'e'), ('lr', 'lr'), ('batch_size', 'bs'), ('emb_dim', 'emb'), ('weight_decay', 'wd'),
                      ('optimizer', ''), ('augment', 'aug-'), ('image_size', 'px'), ('data_seed', 'ds'), ('schedule', 'sch-'),
                      ('selection', 'sel-'), ('noise_mode', 'noise-'), ('redraw_data', 'redraw')):
-        v, d = cfg[key], prof[key]
+        v, d = cfg.get(key), prof.get(key)   # records older than a key lack it (None: its default)
         if v != d and not (v in (None, 'none') and d in (None, 'none')):
             s += f"-{tag}{v if isinstance(v, str) or v is None else _g(v)}"
     return s
@@ -417,6 +417,9 @@ def avgk_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
         for key, t in avgk_claims(d).items():
             written.append(write_claims(f'{name}_claim_{key.lower()}', claims_view(t), f'{key} on {reg}', AVGK_NOTE, figures_dir))
         written.append(save_figure(plot_avgk_vs_K(d), f'{name}_avgk_vs_K', figures_dir))
+        k2 = [f for f in df['file'] if read_result(f).get('regime') == reg and read_result(f).get('K') == 2]   # K = 2: at most six models a panel
+        cf = curve_frame(k2, label=lambda r: r['fit'].get('training_name', r['config_name']), facet=lambda r: r['data_variant'])
+        if len(cf): written.append(save_figure(plot_training_curves(cf, f'Average-K on {reg}: training curves (K = 2)'), f'{name}_curves', figures_dir))
         if len(gains(d)): written.append(save_figure(plot_gain_by_bin(d), f'{name}_gain_by_bin', figures_dir))
     return written
 

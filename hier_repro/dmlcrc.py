@@ -19,7 +19,7 @@ from .heads import make_dmlcrc_model
 from .losses import WeightedSum, CrossEntropy, dmlcrc_loss, crc_predict
 from .metrics import topk_accuracy, evaluate_hierarchy
 from .tables import (load_results, mean_sd, format_table, claim_table, write_claims, to_markdown, save_figure, pyplot,
-                               CLAIM_NOTE)
+                               CLAIM_NOTE, curve_frame, plot_training_curves)
 from .training import predict, resolve_device
 
 # %% auto #0
@@ -285,6 +285,8 @@ def dmlcrc_report(df, figures_dir=None) -> list:
                                 f'DML-CRC claims on {reg} (top-1, own rule)', CLAIM_NOTE, figs))
         pc = per_class_frame(df, reg)
         if len(pc.columns): out.append(save_figure(plot_per_class(pc, reg), f'dmlcrc_{reg}_per_class', figs))
+        cf = curve_frame([f for f in df.loc[df['dataset'] == reg, 'file'] if Path(f).exists()], label=lambda r: r['config_name'])
+        if len(cf): out.append(save_figure(plot_training_curves(cf, f'DML-CRC on {reg}: training curves'), f'dmlcrc_{reg}_curves', figs))
     return out
 
 DMLCRC.report = dmlcrc_report

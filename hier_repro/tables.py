@@ -6,6 +6,7 @@
 from __future__ import annotations
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,8 @@ from .core import results_root, figures_root, atomic_write, read_result
 # %% auto #0
 __all__ = ['RECORD_KEYS', 'CLAIM_NOTE', 'CLAIM_TABLE_COLUMNS', 'flatten', 'load_records', 'load_results', 'mean_sd',
            'format_table', 'to_markdown', 'to_latex', 'write_table', 'claim_row', 'paired_values', 'claim_table',
-           'write_claims', 'order', 'pyplot', 'save_figure', 'placeholder_figure']
+           'write_claims', 'order', 'pyplot', 'save_figure', 'placeholder_figure', 'curve_frame',
+           'plot_training_curves']
 
 # %% ../nbs/08_tables.ipynb #09b1e309
 def flatten(d: dict, prefix: str = '') -> dict:
@@ -217,3 +219,45 @@ def placeholder_figure(name: str, message: str, figures_dir=None) -> Path:
     plt = pyplot(); fig, ax = plt.subplots(figsize=(6, 1.2)); ax.axis('off')
     ax.text(0.5, 0.5, message, ha='center', va='center', wrap=True, fontsize=10)
     return save_figure(fig, name, figures_dir)
+
+# %% ../nbs/08_tables.ipynb #46d2d57c
+def curve_frame(records,                                      # record dicts or files
+                label: Callable = lambda r: r['config_name'], # a record's line
+                facet: Callable = lambda r: ''                # a record's panel
+               ) -> pd.DataFrame:
+    "One row per (trained record, epoch): facet, label, seed, epoch, training loss, the validation score of the selection and what it is."
+    rows = []
+    for r in (r if isinstance(r, dict) else read_result(r) for r in records):
+        fit = r.get('fit') or {}
+        for h in fit.get('history') or []:
+            rows.append(dict(facet=facet(r), label=label(r), seed=r['seed'], epoch=h['epoch'] + 1, train_loss=h['train_loss'], val=h['val_acc'],
+                             selection=fit.get('selection', 'validation top-1')))
+    cols = ['facet', 'label', 'seed', 'epoch', 'train_loss', 'val', 'selection']
+    return pd.DataFrame(rows, columns=cols).drop_duplicates(['facet', 'label', 'seed', 'epoch']).reset_index(drop=True)
+
+def plot_training_curves(cf: pd.DataFrame,      # `curve_frame` rows
+                         title: str = '',
+                         max_lines: int = 6     # lines per panel: a facet with more labels is split
+                        ):
+    "Training loss (top) and validation score (bottom) per epoch, mean over seeds with the seeds' range as a band, a column per facet."
+    plt = pyplot()
+    cols = []
+    for f in sorted(cf['facet'].unique()):
+        labels = sorted(cf.loc[cf['facet'] == f, 'label'].unique())
+        parts = [labels[i:i + max_lines] for i in range(0, len(labels), max_lines)]
+        cols += [(f if len(parts) == 1 else f'{f} ({i + 1}/{len(parts)})', f, p) for i, p in enumerate(parts)]
+    fig, axes = plt.subplots(2, len(cols), figsize=(4.3 * len(cols), 6), squeeze=False, sharex='col')
+    for j, (name, f, labels) in enumerate(cols):
+        for k, lab in enumerate(labels):
+            g = cf[(cf['facet'] == f) & (cf['label'] == lab)].groupby('epoch')
+            for i, col in enumerate(('train_loss', 'val')):
+                m = g[col].mean()
+                axes[i, j].plot(m.index, m.values, color=f'C{k}', lw=1.6, label=lab)
+                axes[i, j].fill_between(m.index, g[col].min().values, g[col].max().values, color=f'C{k}', alpha=0.15, lw=0)
+        sel = '; '.join(sorted(cf.loc[cf['facet'] == f, 'selection'].unique()))
+        axes[0, j].set_title(name, fontsize=10); axes[0, j].set_ylabel('training loss', fontsize=9)
+        axes[1, j].set_xlabel('epoch', fontsize=9); axes[1, j].set_ylabel(sel.replace(' of the ', '\nof the '), fontsize=8)
+        axes[0, j].legend(fontsize=8, frameon=False)
+    if title: fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
