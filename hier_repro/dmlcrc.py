@@ -19,15 +19,15 @@ from .heads import make_dmlcrc_model
 from .losses import WeightedSum, CrossEntropy, dmlcrc_loss, crc_predict
 from .metrics import topk_accuracy, evaluate_hierarchy
 from .tables import (load_results, mean_sd, format_table, claim_table, write_claims, to_markdown, save_figure, pyplot,
-                               CLAIM_NOTE, curve_frame, plot_training_curves)
+                               CLAIM_NOTE, holm_family, claim_family, curve_frame, plot_training_curves)
 from .training import predict, resolve_device
 
 # %% auto #0
 __all__ = ['DMLCRC_METHODS', 'METHOD_SPECS', 'DMLCRC_DEFAULTS', 'DMLCRC_HELP', 'NAME_KEYS', 'E2E_METHODS', 'DMLCRC', 'run_dmlcrc',
-           'grid_dmlcrc', 'PAPER_TOP1', 'CLAIMS', 'SUMMARY_MEASURES', 'method_spec', 'check_dmlcrc',
+           'grid_dmlcrc', 'PAPER_TOP1', 'CLAIMS', 'SUMMARY_MEASURES', 'D_HEADLINES', 'method_spec', 'check_dmlcrc',
            'dmlcrc_config_name', 'TermLog', 'make_run_model', 'make_run_loss', 'build_dmlcrc', 'dmlcrc_val_score',
            'residual_scores', 'rule_metrics', 'metric_summary', 'evaluate_dmlcrc', 'load_dmlcrc', 'dmlcrc_summary',
-           'dmlcrc_claims', 'per_class_frame', 'plot_per_class', 'dmlcrc_report']
+           'dmlcrc_claims', 'paper_note', 'dmlcrc_families', 'per_class_frame', 'plot_per_class', 'dmlcrc_report']
 
 # %% ../nbs/11_dmlcrc.ipynb #93160815
 DMLCRC_METHODS = ('dmlcrc', 'dmlprocrc', 'collab_identity', 'softmax', 'crc', 'procrc')
@@ -250,8 +250,27 @@ def dmlcrc_claims(df, claims=CLAIMS, measure: str = 'top1'):
     out = []
     for reg in sorted(df['dataset'].unique()) if len(df) else []:
         rows = [(f'{c}: {a} > {b}', {'config': a}, {'config': b}, measure, 'greater') for c, a, b in claims]
-        t = claim_table(df[df['dataset'] == reg], rows); t.insert(0, 'regime', reg); out.append(t)
+        t = claim_table(df[df['dataset'] == reg], rows); t.insert(0, 'regime', reg); t.insert(1, 'family', [c for c, _, _ in claims])
+        out.append(holm_family(t, by='family'))   # D1 and D2 are separate families
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+D_HEADLINES = {'D1': 'D1: dmlcrc > softmax', 'D2': 'D2: dmlcrc > collab_identity'}
+
+def paper_note(dataset: str) -> str:
+    "The paper's own top-1 numbers for `dataset` (PAPER_TOP1), with the source; '' when it gives none."
+    p = PAPER_TOP1.get(dataset)
+    if not p: return ''
+    return (f"DML-CRC {p['dmlcrc']:.2f} % top-1 vs CRC {p['crc']:.2f} %, ProCRC {p['procrc']:.2f} % (VGG-19, full dataset; no softmax "
+            f"number given): Chakraborti et al., arXiv:1905.01168, reported table (papers/dmlcrc.md)")
+
+def dmlcrc_families(df) -> list[dict]:
+    "The D1 and D2 claim families of every regime (Holm within each); D1 carries the paper's numbers where it gives them."
+    out = []
+    for reg, t in (dmlcrc_claims(df).groupby('regime', sort=True) if len(df) else []):
+        ds = df.loc[df['dataset'] == reg, 'cfg.dataset'].iloc[0] if 'cfg.dataset' in df else ''
+        out += [claim_family(f, reg, g.drop(columns=['regime', 'family']).reset_index(drop=True), D_HEADLINES[f], paper_note(ds) if f == 'D1' else '')
+                for f, g in t.groupby('family', sort=True)]
+    return out
 
 # %% ../nbs/11_dmlcrc.ipynb #c3b8e8d3
 def per_class_frame(df, regime_name: str):
@@ -289,4 +308,4 @@ def dmlcrc_report(df, figures_dir=None) -> list:
         if len(cf): out.append(save_figure(plot_training_curves(cf, f'DML-CRC on {reg}: training curves'), f'dmlcrc_{reg}_curves', figs))
     return out
 
-DMLCRC.report = dmlcrc_report
+DMLCRC.report, DMLCRC.claims = dmlcrc_report, dmlcrc_families

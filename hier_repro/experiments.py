@@ -49,6 +49,7 @@ class Experiment:
     test_axes: Callable = lambda cfg: {}    # the smaller axes under the test profile
     summary: Callable = lambda rec: ''      # the one progress line of a record
     report: Callable | None = None          # (records frame, figures dir) -> written paths
+    claims: Callable | None = None          # (records frame) -> claim families for the verdict table (report.verdict_table)
     title: str = ''                         # the report section's title
     notebook: str | None = None             # the experiment notebook (reproduce)
     plans: dict = field(default_factory=dict)  # reproduce plans: {'quick': {...notebook parameters}, 'paper': {...}}

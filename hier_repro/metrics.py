@@ -17,10 +17,12 @@ from scipy.spatial.distance import squareform
 from .hierarchy import Hierarchy, tree_transform
 
 # %% auto #0
-__all__ = ['CHUNK_ELEMENTS', 'HS_RANKS', 'MetricInputError', 'topk_accuracy', 'average_k_threshold', 'average_k_accuracy',
-           'average_k_set_sizes', 'ahc', 'ahd_at_k', 'hp_at_k', 'level_accuracy', 'class_means', 'chord_distances',
-           'classwise_spearman', 'elementwise_spearman', 'robinson_foulds', 'retrieval_scores', 'proxy_retrieval',
-           'proxy_retrieval_levels', 'hs_at_r', 'ahs', 'compare_runs', 'permutation_test', 'evaluate_hierarchy']
+__all__ = ['CHUNK_ELEMENTS', 'ZERO_SD', 'HS_RANKS', 'MetricInputError', 'topk_accuracy', 'average_k_threshold',
+           'average_k_accuracy', 'average_k_set_sizes', 'ahc', 'ahd_at_k', 'hp_at_k', 'level_accuracy',
+           'hp_at_k_degenerate', 'class_means', 'chord_distances', 'classwise_spearman', 'elementwise_spearman',
+           'robinson_foulds', 'retrieval_scores', 'proxy_retrieval', 'proxy_retrieval_levels', 'hs_at_r', 'ahs',
+           'sign_flip_min_p', 'sign_flip_test', 't_interval', 'compare_runs', 'holm', 'permutation_test',
+           'evaluate_hierarchy']
 
 # %% ../nbs/05_metrics.ipynb #91e0315c
 class MetricInputError(ValueError):
@@ -166,6 +168,14 @@ def level_accuracy(scores, y, hierarchy: Hierarchy,
     if hierarchy.n_classes != s.shape[1]: raise MetricInputError(f"the hierarchy has {hierarchy.n_classes} classes but `scores` has {s.shape[1]} columns")
     anc = torch.as_tensor(hierarchy.ancestors(level)[0], device=s.device)
     return float((anc[s.argmax(1)] == anc[y]).double().mean())
+
+# %% ../nbs/05_metrics.ipynb #43185e03
+def hp_at_k_degenerate(D,          # C x C tree distances
+                       k: int = 5
+                      ) -> bool:
+    "True when HP@k is 1 for any classifier: δ_y equals the largest distance of row y for every class (or k + 2 > C)."
+    D = torch.as_tensor(np.asarray(D, dtype=np.float64))
+    return k + 2 > len(D) or bool((_hcorrect(D, k)).all())
 
 # %% ../nbs/05_metrics.ipynb #f88f2f62
 def class_means(emb,                   # n x d embeddings
@@ -522,12 +532,38 @@ def ahs(emb, y, D, R: int = 250, beta: float = 1.0, chunk_size: int | None = Non
     return _trapezoid(hs_at_r(emb, y, D, R, beta, chunk_size))
 
 # %% ../nbs/05_metrics.ipynb #4877709d
+ZERO_SD = 1e-12   # relative: differences whose sd is below this x their largest magnitude are all equal (the t-test is undefined)
+
+def sign_flip_min_p(n: int, alternative: str = 'greater') -> float:
+    "The smallest p the exact sign-flip test of n pairs can give: 2^-n one-sided, 2^(1-n) two-sided."
+    return 2.0 ** (-n + (alternative == 'two-sided'))
+
+def sign_flip_test(d: Sequence[float],               # paired differences A - B (or A - a constant)
+                   alternative: str = 'two-sided',   # 'greater': mean d > 0, 'less', 'two-sided'
+                   max_exact: int = 16,              # exact over all 2^n sign patterns up to this n
+                   n_random: int = 100_000, seed: int = 0) -> float:
+    "Paired sign-flip permutation p of the mean difference: the share of the 2^n sign patterns of `d` whose sum is as extreme as observed."
+    d = np.asarray(d, dtype=np.float64); n = len(d)
+    if n == 0 or np.isnan(d).any(): raise MetricInputError("sign_flip_test: needs at least one difference and no NaN")
+    if alternative not in ('two-sided', 'greater', 'less'): raise MetricInputError(f"alternative {alternative!r}: use 'two-sided', 'greater' or 'less'")
+    exact = n <= max_exact
+    signs = (((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1) * 2 - 1 if exact
+             else np.random.default_rng(seed).choice([-1, 1], size=(n_random, n)))   # the observed pattern is the row of all +1 (exact)
+    null, obs, tol = signs @ d, d.sum(), 1e-9 * max(1e-300, np.abs(d).sum())   # tol: float sums of the same values in another order
+    hits = {'greater': null >= obs - tol, 'less': null <= obs + tol, 'two-sided': np.abs(null) >= abs(obs) - tol}[alternative]
+    return float(hits.mean()) if exact else float((1 + hits.sum()) / (1 + n_random))
+
+def t_interval(d: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    "The t-interval of the mean of `d`."
+    h = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean() - h), float(d.mean() + h)
+
 def compare_runs(a: Sequence[float],       # one value per seed, configuration A
                  b: Sequence[float],       # same for configuration B (same seeds, same order when paired)
                  paired: bool = True,
                  alternative: str = 'two-sided'  # or 'greater' (A > B), 'less'
                 ) -> dict:
-    "Mean ± sd of each, the difference of means, and t-test and Wilcoxon p-values over seeds."
+    "Mean ± sd of each, the difference of means with its 95% CI, t-test, Wilcoxon and sign-flip p over seeds, and the p that decides (`p`, `test`)."
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if np.isnan(a).any() or np.isnan(b).any(): raise MetricInputError("compare_runs: NaN among the per-seed values: drop the failed runs explicitly")
     if len(a) < 2 or len(b) < 2: raise MetricInputError("compare_runs needs at least 2 values per configuration")
@@ -535,16 +571,31 @@ def compare_runs(a: Sequence[float],       # one value per seed, configuration A
     out = dict(n_a=len(a), n_b=len(b), mean_a=a.mean(), sd_a=a.std(ddof=1), mean_b=b.mean(), sd_b=b.std(ddof=1), diff=a.mean() - b.mean(), paired=paired)
     if paired:
         d = a - b
-        out['sd_diff'] = d.std(ddof=1)
+        out['sd_diff'] = d.std(ddof=1); out['sign_flip_p'] = sign_flip_test(d, alternative)
+        out['ci_low'], out['ci_high'] = t_interval(d)
         if (d == 0).all(): t, tp, wp = 0.0, 1.0, 1.0
+        elif out['sd_diff'] <= ZERO_SD * np.abs(d).max():   # every seed moved by the same amount: t = ±inf, no t-test
+            t, tp, wp = np.nan, np.nan, stats.wilcoxon(a, b, alternative=alternative).pvalue
         else:
             t, tp = stats.ttest_rel(a, b, alternative=alternative)
             wp = stats.wilcoxon(a, b, alternative=alternative).pvalue
+        out['test'], out['p'] = ('paired t', tp) if out['sd_diff'] > ZERO_SD * np.abs(d).max() else ('sign-flip (exact)', out['sign_flip_p'])
     else:
         t, tp = stats.ttest_ind(a, b, equal_var=False, alternative=alternative)
         wp = stats.mannwhitneyu(a, b, alternative=alternative).pvalue
+        r = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+        out.update(sign_flip_p=np.nan, ci_low=r.low, ci_high=r.high, test='Welch t', p=tp)
     out.update(t_stat=float(t), t_p=float(tp), wilcoxon_p=float(wp))
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}
+
+def holm(p: Sequence[float]) -> np.ndarray:
+    "Holm's step-down adjusted p-values of one family (NaN entries stay NaN and do not count in the family's size)."
+    p = np.asarray(p, dtype=np.float64); out = np.full(p.shape, np.nan); ok = ~np.isnan(p); q = p[ok]; m = len(q)
+    if m:
+        o = np.argsort(q, kind='stable')
+        adj = np.empty(m); adj[o] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * q[o]))
+        out[ok] = adj
+    return out
 
 # %% ../nbs/05_metrics.ipynb #6b5b8c63
 def _null_stats(E: np.ndarray, T: np.ndarray, perms: np.ndarray, statistic: str) -> np.ndarray:

@@ -17,7 +17,8 @@ from .core import atomic_write, figures_root
 from .experiments import Experiment, register, run, grid, plain_layers
 from .hierarchy import Hierarchy, load_hierarchy
 from .metrics import evaluate_hierarchy, chord_distances, permutation_test
-from .tables import to_markdown, to_latex, write_claims, claim_row, pyplot, CLAIM_NOTE
+from .tables import (to_markdown, to_latex, write_claims, claim_row, pyplot, CLAIM_NOTE, CLAIM_TABLE_COLUMNS, CLAIM_CI_COLUMNS,
+                               holm_family)
 
 # %% auto #0
 __all__ = ['PROBE_DEFAULTS', 'PROBE_MEASURES', 'PROBE', 'run_probe', 'grid_probe', 'representatives', 'probe', 'plot_probe',
@@ -142,7 +143,7 @@ def probe_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
             va = np.repeat(a['measures.classwise_rho'].mean(), len(b))   # one pretrained network (seed-free) against each random init
             rows.append(claim_row(f'{hier}: {model} ImageNet > random init', va, b['measures.classwise_rho'].to_numpy(float), 'classwise_rho'))
             rows[-1]['diff'] = round(rows[-1]['diff'], 4)
-    if rows: out.append(write_claims('probe_claims', pd.DataFrame(rows)[['claim', 'measure', 'direction', 'seeds', 'A', 'B', 'diff', 't_p', 'wilcoxon_p', 'holds']],
+    if rows: out.append(write_claims('probe_claims', holm_family(pd.DataFrame(rows), by='claim')[CLAIM_TABLE_COLUMNS + CLAIM_CI_COLUMNS],
                                      'Trained vs randomly initialised classifier (classwise ρ)',
                                      'A: the pretrained network (one set of weights); B: random initialisations, one per seed. ' + CLAIM_NOTE, d))
     return out

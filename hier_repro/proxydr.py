@@ -16,18 +16,20 @@ from .experiments import (Experiment, register, run, grid, COMMON_DEFAULTS, SMAL
                                     trim_split)
 from .heads import make_proxydr_model, PROXYDR_GRID
 from .losses import make_proxydr_loss
-from .metrics import (evaluate_hierarchy, class_means, chord_distances, hs_at_r, permutation_test, classwise_spearman)
+from .metrics import (evaluate_hierarchy, class_means, chord_distances, hs_at_r, permutation_test, classwise_spearman,
+                                hp_at_k_degenerate, t_interval)
 from .tables import (mean_sd, write_table, claim_table, write_claims, to_markdown, to_latex, save_figure,
-                               placeholder_figure, pyplot, CLAIM_NOTE)
+                               placeholder_figure, pyplot, CLAIM_NOTE, holm_family, claim_family)
 from .training import predict, resolve_device
 
 # %% auto #0
 __all__ = ['PROXYDR_DEFAULTS', 'PROXYDR_HELP', 'PROXYDR_TEST_GRID', 'RANDOM_CNN_DEFAULTS', 'PROXYDR_MEASURES', 'LOWER_IS_BETTER',
-           'C1_OPTIONS', 'C2_MEASURES', 'PROXYDR_ORDER', 'E2E_GRID', 'PROXYDR', 'RANDOM_CNN', 'run_proxydr',
-           'grid_proxydr', 'run_random_cnn', 'grid_random_cnn', 'check_proxydr', 'build_proxydr', 'evaluate_proxydr',
-           'resolve_random_cnn', 'prepare_random_cnn', 'evaluate_random_cnn', 'c1_rows', 'c2_rows', 'proxydr_tables',
+           'C1_OPTIONS', 'C2_MEASURES', 'PROXYDR_ORDER', 'C1_HEADLINE', 'C2_HEADLINE', 'E2E_GRID', 'PROXYDR',
+           'RANDOM_CNN', 'run_proxydr', 'grid_proxydr', 'run_random_cnn', 'grid_random_cnn', 'check_proxydr',
+           'build_proxydr', 'evaluate_proxydr', 'resolve_random_cnn', 'prepare_random_cnn', 'evaluate_random_cnn',
+           'c1_rows', 'c2_rows', 'regime_tree', 'degenerate_measures', 'proxydr_claims', 'proxydr_tables',
            'plot_hs_curves', 'plot_dendrograms', 'plot_distance_vs_tree', 'proxydr_figures', 'proxydr_report',
-           'random_cnn_table', 'plot_permutation_null', 'random_cnn_report']
+           'random_cnn_table', 'random_cnn_claims', 'plot_permutation_null', 'random_cnn_report']
 
 # %% ../nbs/09_proxydr.ipynb #827d39e0
 PROXYDR_DEFAULTS = COMMON_DEFAULTS | dict(model='proxydr', option='standard', scale=10.0, alpha=0.01, mds_steps=1000, R=250,
@@ -140,6 +142,31 @@ def c2_rows() -> list[tuple]:
     return [(f'C2 {o} {m}', {'config': f'proxydr-{o}'}, {'config': f'normface-{o}'}, f'proxy.{m}', dirn)
             for o in C1_OPTIONS + ('mds', 'mds_dynamic') for m, dirn in C2_MEASURES]
 
+# %% ../nbs/09_proxydr.ipynb #e9849c66
+C1_HEADLINE, C2_HEADLINE = 'C1 standard: ProxyDR > NormFace', 'C2 standard ahs_at_250'
+
+def regime_tree(d: pd.DataFrame) -> np.ndarray | None:
+    "The C x C tree distances stored in the first record of frame `d` (None when it has none)."
+    from scipy.spatial.distance import squareform
+    if not len(d) or 'file' not in d: return None
+    ds = read_result(d.iloc[0]['file']).get('dataset', {})
+    return squareform(np.asarray(ds['tree_dist'], dtype=float), checks=False) if 'tree_dist' in ds else None
+
+def degenerate_measures(D) -> list[str]:
+    "The C2 measures that tree distances `D` make vacuous (HP@k with δ_y the row's largest distance for every class)."
+    return [m for m, _ in C2_MEASURES if D is not None and m.startswith('hp_at_') and hp_at_k_degenerate(D, int(m.rsplit('_', 1)[1]))]
+
+def proxydr_claims(df: pd.DataFrame) -> list[dict]:
+    "The C1 and C2 claim families of every regime in `df` (Holm within each; degenerate measures n/a)."
+    out = []
+    for reg in _regimes(df):
+        d = df[df['dataset'] == reg]
+        c2 = claim_table(d, c2_rows(), detect_constant=False)   # every ProxyDR run trains: no deterministic baseline
+        bad = c2['measure'].isin([f'proxy.{m}' for m in degenerate_measures(regime_tree(d))])
+        c2.loc[bad, 'holds'] = 'n/a (measure degenerate)'
+        out += [claim_family('C1', reg, claim_table(d, c1_rows(), detect_constant=False), C1_HEADLINE), claim_family('C2', reg, holm_family(c2), C2_HEADLINE)]
+    return out
+
 # %% ../nbs/09_proxydr.ipynb #8b70fc1c
 def proxydr_tables(df: pd.DataFrame, figures_dir=None) -> list[Path]:
     "Per regime: the measures table (proxies and class means) and the C1 / C2 claim tables."
@@ -156,11 +183,13 @@ def proxydr_tables(df: pd.DataFrame, figures_dir=None) -> list[Path]:
             st.columns = pd.MultiIndex.from_tuples([(m.split('.', 1)[1], s) for m, s in st.columns])
             written.append(write_table(f'proxydr_{reg}_{rep}', st, f'ProxyDR on {reg}: {label} (mean ± sd over seeds)',
                                        lower_is_better=LOWER_IS_BETTER, figures_dir=figures_dir))
-        d['config'] = d['config'].astype(str)
-        written.append(write_claims(f'proxydr_{reg}_claim_c1', claim_table(d, c1_rows()), f'C1 on {reg}: classwise Spearman of the proxies, ProxyDR vs NormFace',
-                                    CLAIM_NOTE, figures_dir))
-        written.append(write_claims(f'proxydr_{reg}_claim_c2', claim_table(d, c2_rows()), f'C2 on {reg}: hierarchy-informed measures, ProxyDR vs NormFace (proxies)',
-                                    'AHC and AHD@5: lower is better; HP@5, HS@250, AHS@250: higher is better. One-sided paired tests over seeds.', figures_dir))
+    for fam in proxydr_claims(df):
+        reg, key = fam['regime'], fam['claim'].lower()
+        title = (f'C1 on {reg}: classwise Spearman of the proxies, ProxyDR vs NormFace' if key == 'c1' else
+                 f'C2 on {reg}: hierarchy-informed measures, ProxyDR vs NormFace (proxies)')
+        note = CLAIM_NOTE if key == 'c1' else ('AHC and AHD@5: lower is better; HP@5, HS@250, AHS@250: higher is better. ' + CLAIM_NOTE +
+                                               ' "n/a (measure degenerate)": HP@5 is 1 for any classifier on this tree (not a test).')
+        written.append(write_claims(f'proxydr_{reg}_claim_{key}', fam['table'], title, note, figures_dir))
     return written
 
 # %% ../nbs/09_proxydr.ipynb #0041d67f
@@ -240,9 +269,17 @@ def random_cnn_table(df: pd.DataFrame) -> pd.DataFrame:
             r[f'{stat} rho'] = f"{g[f'{stat}.observed'].mean():.4f} ± {g[f'{stat}.observed'].std(ddof=1) if len(g) > 1 else 0:.4f}"
             r[f'{stat} chance'] = f"{g[f'{stat}.chance_mean'].mean():.4f} ± {g[f'{stat}.chance_sd'].mean():.4f}"
             r[f'{stat} z'] = round(g[f'{stat}.z'].mean(), 2); r[f'{stat} max p'] = g[f'{stat}.p'].max()
-        r['holds'] = 'yes' if r['classwise max p'] < 0.05 else 'no'
+        eff = (g['classwise.observed'] - g['classwise.chance_mean']).to_numpy(float)   # rho above chance, per initialisation
+        ci = t_interval(eff) if len(eff) > 1 else (np.nan, np.nan)
+        r |= dict(measure='classwise rho - chance', diff=float(eff.mean()), ci_low=ci[0], ci_high=ci[1], p=r['classwise max p'],
+                  holds='yes' if r['classwise max p'] < 0.05 else 'no', dataset=ds)
         rows.append(r)
-    return pd.DataFrame(rows)
+    return holm_family(pd.DataFrame(rows), by='dataset')   # a family: the backbones of one dataset
+
+def random_cnn_claims(df: pd.DataFrame) -> list[dict]:
+    "The C3 claim family of every dataset in `df` (the backbones tested on it; Holm within)."
+    t = random_cnn_table(df) if len(df) else pd.DataFrame()
+    return [claim_family('C3', ds, g.reset_index(drop=True)) for ds, g in t.groupby('dataset', sort=True)] if len(t) else []
 
 def plot_permutation_null(df: pd.DataFrame):
     "Figure: per (dataset, backbone), the classwise rho of shuffled class labels against the untrained CNN's."
@@ -264,10 +301,13 @@ def random_cnn_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
         return [write_claims('random_cnn', pd.DataFrame(), 'C3: untrained CNNs vs chance', 'Run `hier-repro grid random_cnn`.', figures_dir),
                 placeholder_figure('random_cnn_permutation', 'No random-CNN results yet: run `hier-repro grid random_cnn`', figures_dir)]
     t = random_cnn_table(df)
-    show = t.copy(); show[['classwise max p', 'elementwise max p']] = show[['classwise max p', 'elementwise max p']].map(lambda v: f'{v:.2g}')
+    show = t.drop(columns=['measure', 'diff', 'ci_low', 'ci_high', 'p', 'dataset'])
+    show[['classwise max p', 'elementwise max p', 'p_adj']] = show[['classwise max p', 'elementwise max p', 'p_adj']].map(lambda v: f'{v:.2g}')
+    show = show[[c for c in show.columns if c != 'holds'] + ['holds']]
     d = Path(figures_dir or figures_root())
     atomic_write(d / 'random_cnn.md', '### C3: untrained CNNs vs chance (permutation test of class labels)\n\n' + to_markdown(show.set_index('claim'))
-                 + '\n"holds": the largest p over initialisations is below 0.05 for the classwise correlation.\n')
+                 + '\n"holds": the largest p over initialisations of the classwise correlation (the permutation test of each), Holm-adjusted '
+                 'over the backbones of a dataset (`p_adj`), is below 0.05.\n')
     atomic_write(d / 'random_cnn.csv', t.to_csv(index=False)); atomic_write(d / 'random_cnn.tex', to_latex(show.set_index('claim'), 'C3'))
     return [d / 'random_cnn.md', save_figure(plot_permutation_null(df), 'random_cnn_permutation', figures_dir)]
 
@@ -279,7 +319,7 @@ PROXYDR = register(Experiment(
     stem=lambda cfg: f"{cfg['model']}-{cfg['option']}", extra=_proxydr_extra,
     axes=lambda cfg: {('model', 'option'): E2E_GRID if cfg.get('profile') == 'e2e' else list(PROXYDR_GRID)},
     test_axes=lambda cfg: {('model', 'option'): PROXYDR_TEST_GRID},
-    summary=_proxydr_summary, report=proxydr_report, title='ProxyDR: hierarchies in classification-based metric learning',
+    summary=_proxydr_summary, report=proxydr_report, claims=proxydr_claims, title='ProxyDR: hierarchies in classification-based metric learning',
     notebook='exp_proxydr', plans={'quick': dict(grid=True, seeds='1-5'), 'e2e': dict(grid=True, seeds='1-3', profile='e2e'),
                                    'paper': dict(grid=True, seeds='1-5', profile='paper')},
     help=PROXYDR_HELP, choices=dict(model=sorted({m for m, _ in PROXYDR_GRID}), option=list(dict.fromkeys(o for _, o in PROXYDR_GRID))), rank=1))
@@ -287,7 +327,7 @@ PROXYDR = register(Experiment(
 RANDOM_CNN = register(Experiment(
     'random_cnn', RANDOM_CNN_DEFAULTS, evaluate=evaluate_random_cnn, resolve=resolve_random_cnn, prepare=prepare_random_cnn,
     stem=lambda cfg: cfg['backbone'], folder=lambda cfg: cfg['dataset'],
-    axes=lambda cfg: {'backbone': [None]}, summary=_random_cnn_summary, report=random_cnn_report,
+    axes=lambda cfg: {'backbone': [None]}, summary=_random_cnn_summary, report=random_cnn_report, claims=random_cnn_claims,
     title='ProxyDR C3: untrained CNNs vs chance', notebook='exp_random_cnn',
     plans={'quick': dict(seeds='1-5'), 'paper': dict(seeds='1-5', backbones='resnet50,vgg19,efficientnet_lite0')},
     help=dict(n_permutations='label permutations of the null', backbone='smallcnn, resnet18, resnet50, vgg19, efficientnet_lite0'), rank=2))

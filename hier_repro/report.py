@@ -11,11 +11,13 @@ import pandas as pd
 
 from .core import repo_root, runs_root, results_root, figures_root, atomic_write, record_dirty, temporary_environ
 from .experiments import get_experiment, list_experiments, require_clean, grid_todo, run_many, coerce, RUN_OPTIONS
-from .tables import load_results
+from .tables import load_results, family_verdict, to_markdown
 from . import proxydr, avgk, dmlcrc, probe   # the papers and the probe: their specs enter the registry
 
 # %% auto #0
-__all__ = ['provenance', 'make_report', 'show_section', 'plans', 'notebook_parameters', 'plan_points', 'NotebookLog', 'reproduce']
+__all__ = ['VERDICT_ORDER', 'VERDICT_NOTE', 'provenance', 'verdict_families', 'verdict_table', 'regime_words', 'regime_contrasts',
+           'write_verdicts', 'make_report', 'show_section', 'plans', 'notebook_parameters', 'plan_points',
+           'NotebookLog', 'reproduce']
 
 # %% ../nbs/12_report.ipynb #b6b887a5
 def provenance(df: pd.DataFrame) -> str:
@@ -29,6 +31,76 @@ def provenance(df: pd.DataFrame) -> str:
     code = f'{len(counts)} commit(s), mostly {counts.index[0]}; {dirty} of {len(shas)} records from a dirty tree' if len(counts) else 'unknown'
     regs = ', '.join(f'{r} ({n} runs)' for r, n in df['dataset'].value_counts().sort_index().items())
     return f'_Data / regime: {regs}. Machine: {devs}. Code: {code} (each record has its git sha)._\n'
+
+# %% ../nbs/12_report.ipynb #6678bdf3
+VERDICT_ORDER = ('C1', 'C2', 'C3', 'A1', 'A2', 'A3', 'D1', 'D2')
+
+def verdict_families(df: pd.DataFrame) -> list[dict]:
+    "The claim families of every registered experiment with a `claims` hook, from the records frame `df`."
+    out = []
+    for name in list_experiments():
+        e, sub = get_experiment(name), _section(name, df)
+        if e.claims is not None and len(sub): out += e.claims(sub)
+    return out
+
+def _fmt(v, f: str) -> str: return '—' if v is None or pd.isna(v) else format(v, f)
+
+def verdict_table(families: list[dict]) -> pd.DataFrame:
+    "One row per claim family: the headline's effect, 95% CI, adjusted p and verdict; the family's rows that hold (Holm) and verdict; the paper."
+    rows = []
+    for f in families:
+        t = f['table']; v, k, n = family_verdict(t)
+        h = t[t['claim'] == f['headline']].iloc[0].to_dict() if f['headline'] is not None else {}
+        rows.append(dict(claim=f['claim'], regime=f['regime'], headline=f['headline'] or '—', measure=h.get('measure', '—'),
+                         diff=h.get('diff'), ci_low=h.get('ci_low'), ci_high=h.get('ci_high'), p_adj=h.get('p_adj'),
+                         headline_holds=h.get('holds', '—'), rows_hold=f'{k} of {n}', verdict=v, paper=f.get('paper', '')))
+    if not rows: return pd.DataFrame()
+    out = pd.DataFrame(rows)
+    out['_o'] = out['claim'].map({c: i for i, c in enumerate(VERDICT_ORDER)}).fillna(len(VERDICT_ORDER))
+    return out.sort_values(['_o', 'regime'], kind='stable').drop(columns='_o').reset_index(drop=True)
+
+def regime_words(regime: str) -> str:
+    "'cub__resnet18-scratch' -> 'cub with a resnet18 trained from scratch' (a folder without a setting: its name)."
+    ds, _, setting = regime.partition('__')
+    if not setting: return ds
+    bb, _, how = setting.rpartition('-')
+    return f"{ds} with " + {'frozen': f'a frozen {bb}', 'scratch': f'a {bb} trained from scratch', 'finetuned': f'a fine-tuned {bb}'}.get(how, setting)
+
+def _verdict_words(v: str) -> str:
+    return f"holds in {v.split(': ', 1)[1]}" if v.startswith('mixed') else v
+
+def regime_contrasts(vt: pd.DataFrame) -> list[str]:
+    "A sentence for every claim whose verdict (holds / does not hold / mixed) differs between regimes."
+    out = []
+    for claim, g in (vt.groupby('claim', sort=False) if len(vt) else []):
+        g = g[g['verdict'].isin(['holds', 'does not hold']) | g['verdict'].str.startswith('mixed')]
+        if g['verdict'].str.split(':').str[0].nunique() < 2: continue
+        parts = [f"{_verdict_words(v)} on {' and on '.join(regime_words(r) for r in gg['regime'])}" for v, gg in g.groupby('verdict', sort=False)]
+        out.append(f"{claim} " + '; it '.join(parts) + '.')
+    return out
+
+VERDICT_NOTE = ('Effect: mean over seeds of A - B for the headline row, with the 95% t-interval of the per-seed differences (C3: classwise ρ '
+                'minus the permutation chance). p (Holm): the headline\'s p adjusted within its family (one claim on one regime); rows: how '
+                'many tested rows of the family hold after Holm ("n/a" rows: degenerate measures or tied frequency bins, not tests). '
+                'Verdict: holds (all rows), does not hold (none), mixed, undetermined (n too small: only sign-flip tests that 3-4 seeds cannot '
+                'bring below 0.05) or n/a. The claim tables of each section give every row and the test used.')
+
+def write_verdicts(families: list[dict], figures_dir=None) -> Path:
+    "figures/VERDICTS.md and .csv: the verdict table and the sentences on claims whose verdict differs between regimes."
+    d = Path(figures_dir or figures_root()); vt = verdict_table(families)
+    if vt.empty:
+        atomic_write(d / 'VERDICTS.csv', '# no claim families in these results\n')
+        return atomic_write(d / 'VERDICTS.md', '### Verdicts\n\n_No claim results yet._\n')
+    show = pd.DataFrame({'claim': vt['claim'], 'regime': vt['regime'], 'headline': vt['headline'], 'measure': vt['measure'],
+                         'effect (95% CI)': [f"{_fmt(a, '+.4f')} [{_fmt(l, '+.4f')}, {_fmt(h, '+.4f')}]" if not pd.isna(a) else '—'
+                                             for a, l, h in zip(vt['diff'], vt['ci_low'], vt['ci_high'])],
+                         'p (Holm)': [_fmt(p, '.2g') for p in vt['p_adj']], 'headline holds': vt['headline_holds'],
+                         'rows holding (Holm)': vt['rows_hold'], 'verdict': vt['verdict'], 'paper': vt['paper'].replace('', '—')})
+    lines = regime_contrasts(vt)
+    text = ('### Verdicts: every claim on every regime\n\n' + to_markdown(show.set_index('claim')) + f'\n{VERDICT_NOTE}\n'
+            + (('\n' + '\n'.join(f'- {s}' for s in lines) + '\n') if lines else ''))
+    atomic_write(d / 'VERDICTS.csv', vt.to_csv(index=False, float_format='%.6g'))
+    return atomic_write(d / 'VERDICTS.md', text)
 
 # %% ../nbs/12_report.ipynb #38c7eb4f
 def _section(name: str, df: pd.DataFrame) -> pd.DataFrame:
@@ -58,6 +130,7 @@ def make_report(results_dir=None, figures_dir=None, verbose: bool = True) -> Pat
             if p.suffix == '.md': parts.append(p.read_text(encoding='utf-8'))
             elif p.suffix == '.png': parts.append(f'![{p.stem}](figures/{p.name})\n')
     out = atomic_write(d / 'RESULTS.md', '\n'.join(parts) + '\n')
+    write_verdicts(verdict_families(df), d)   # every claim on every regime, one table
     if verbose: print(f'tables and figures in {d}/ ({len(list(d.glob("*.png")))} figures, {len(list(d.glob("*.md")))} tables); summary: {out}')
     return out
 

@@ -14,8 +14,9 @@ import pandas as pd
 from .core import results_root, figures_root, atomic_write, read_result
 
 # %% auto #0
-__all__ = ['RECORD_KEYS', 'CLAIM_NOTE', 'CLAIM_TABLE_COLUMNS', 'flatten', 'load_records', 'load_results', 'mean_sd',
-           'format_table', 'to_markdown', 'to_latex', 'write_table', 'claim_row', 'paired_values', 'claim_table',
+__all__ = ['RECORD_KEYS', 'ALPHA', 'CLAIM_NOTE', 'CLAIM_TABLE_COLUMNS', 'CLAIM_CI_COLUMNS', 'P_COLUMNS', 'flatten',
+           'load_records', 'load_results', 'mean_sd', 'format_table', 'to_markdown', 'to_latex', 'write_table',
+           'claim_row', 'paired_values', 'holm_family', 'claim_table', 'claim_family', 'family_verdict', 'n_rows',
            'write_claims', 'order', 'pyplot', 'save_figure', 'placeholder_figure', 'curve_frame',
            'plot_training_curves']
 
@@ -138,23 +139,45 @@ def write_table(name: str, stats: pd.DataFrame, title: str,
     return d / f'{name}.md'
 
 # %% ../nbs/08_tables.ipynb #ca9e64ac
-CLAIM_NOTE = 'One-sided paired t-test and Wilcoxon signed-rank test over seeds; "holds" = t-test p < 0.05.'
+ALPHA = 0.05
+CLAIM_NOTE = ('One-sided tests over seeds, A paired with B by seed: `p` is the paired t-test, or (`test`) the exact sign-flip test where all '
+              'seeds give the same difference (its smallest p is 2^-n: "undetermined (n too small)" at 3-4 seeds), or a one-sample test where '
+              'B (or A) is the same for every seed (deterministic; its sd shown as —). `p_adj`: Holm-adjusted within the claim family (this '
+              'table); "holds" = p_adj < 0.05. Wilcoxon and sign-flip p for reference.')
+
+def _constant(v: np.ndarray) -> bool:
+    "The same value for every seed (at least 2): a deterministic result, not a sample."
+    return len(v) >= 2 and float(np.ptp(v)) <= 1e-12 * max(1.0, float(np.abs(v).max()))
+
+def _first_verdict(c: dict, n: int, alternative: str) -> str:
+    "yes / no at family size 1, or undetermined when the test that decides cannot reach ALPHA with n pairs and the effect points the claimed way."
+    from hier_repro.metrics import sign_flip_min_p
+    toward = {'greater': c['diff'] > 0, 'less': c['diff'] < 0}.get(alternative, c['diff'] != 0)
+    if c['test'].startswith('sign-flip') and sign_flip_min_p(n, alternative) >= ALPHA and toward: return 'undetermined (n too small)'
+    return 'yes' if c['p'] < ALPHA else 'no'
 
 def claim_row(label: str, a, b,     # the label; A's and B's values, paired (same order)
               measure: str,
               alternative: str = 'greater',  # A > B claimed ('less': A < B, 'two-sided')
               signed: bool = False,          # show the means with a sign (gains)
-              direction: str | None = None   # the direction text (default from `alternative`)
+              direction: str | None = None,  # the direction text (default from `alternative`)
+              detect_constant: bool = True   # a side with one value for every seed is a constant (deterministic)
              ) -> dict:
-    "One claim: A and B mean ± sd over their pairs, the difference, paired t-test and Wilcoxon p, and whether it holds."
+    "One claim: A and B mean ± sd over their pairs, the difference and its 95% CI, the tests, the p that decides, and a first verdict."
     from hier_repro.metrics import compare_runs
     a, b = np.asarray(a, float), np.asarray(b, float)
     r = dict(claim=label, measure=measure, direction=direction or {'greater': 'A > B', 'less': 'A < B'}.get(alternative, 'A ≠ B'), seeds=len(a))
-    if len(a) < 2: return r | dict(A='—', B='—', diff=np.nan, t_p=np.nan, wilcoxon_p=np.nan, holds='not enough seeds')
+    if len(a) < 2: return r | dict(A='—', B='—', diff=np.nan, t_p=np.nan, wilcoxon_p=np.nan, sign_flip_p=np.nan, test='—', p=np.nan,
+                                   p_adj=np.nan, holds='not enough seeds', ci_low=np.nan, ci_high=np.nan)
     c, f = compare_runs(a, b, paired=True, alternative=alternative), '+.4f' if signed else '.4f'
-    return r | dict(A=f"{c['mean_a']:{f}} ± {c['sd_a']:.4f}", B=f"{c['mean_b']:{f}} ± {c['sd_b']:.4f}", diff=c['diff'], sd_diff=c['sd_diff'],
-                    mean_a=c['mean_a'], sd_a=c['sd_a'], mean_b=c['mean_b'], sd_b=c['sd_b'], t_p=c['t_p'], wilcoxon_p=c['wilcoxon_p'],
-                    holds='yes' if c['t_p'] < 0.05 else 'no')
+    ca, cb = (_constant(a), _constant(b)) if detect_constant else (False, False)
+    sd = lambda const, s: '—' if const else f'{s:.4f}'
+    out = r | dict(A=f"{c['mean_a']:{f}} ± {sd(ca, c['sd_a'])}", B=f"{c['mean_b']:{f}} ± {sd(cb, c['sd_b'])}", diff=c['diff'], sd_diff=c['sd_diff'],
+                   mean_a=c['mean_a'], sd_a=c['sd_a'], mean_b=c['mean_b'], sd_b=c['sd_b'], t_p=c['t_p'], wilcoxon_p=c['wilcoxon_p'],
+                   sign_flip_p=c['sign_flip_p'], ci_low=c['ci_low'], ci_high=c['ci_high'])
+    if ca and cb: return out | dict(test='none (both deterministic)', p=np.nan, p_adj=np.nan, holds='n/a (both deterministic)')
+    test = 'one-sample t vs constant B' if cb else ('one-sample t vs constant A' if ca else c['test'])
+    return out | dict(test=test, p=c['p'], p_adj=c['p'], holds=_first_verdict(c, len(a), alternative))
 
 # %% ../nbs/08_tables.ipynb #cd19695c
 def paired_values(df: pd.DataFrame, a: dict, b: dict, measure: str) -> tuple[np.ndarray, np.ndarray, list]:
@@ -167,24 +190,69 @@ def paired_values(df: pd.DataFrame, a: dict, b: dict, measure: str) -> tuple[np.
     seeds = sorted(set(sa.index) & set(sb.index))
     return sa.loc[seeds].to_numpy(float), sb.loc[seeds].to_numpy(float), seeds
 
-CLAIM_TABLE_COLUMNS = ['claim', 'measure', 'direction', 'seeds', 'A', 'B', 'diff', 't_p', 'wilcoxon_p', 'holds']
+CLAIM_TABLE_COLUMNS = ['claim', 'measure', 'direction', 'seeds', 'A', 'B', 'diff', 't_p', 'wilcoxon_p', 'sign_flip_p', 'test', 'p', 'p_adj', 'holds']
+CLAIM_CI_COLUMNS = ['ci_low', 'ci_high']   # kept in the frames and the CSV files (the verdict table's intervals), not in the markdown
 
-def claim_table(df: pd.DataFrame, rows: list[tuple[str, dict, dict, str, str]]) -> pd.DataFrame:
-    "One row per (label, A, B, measure, 'greater'|'less'): `claim_row` of the runs matching A and B, paired by seed."
+def _tested(holds: str) -> bool: return not (str(holds).startswith('n/a') or holds == 'not enough seeds')
+
+def holm_family(t: pd.DataFrame,
+                by: str | list | None = None  # columns whose groups are the families (None: the whole table is one)
+               ) -> pd.DataFrame:
+    "A copy of claim rows `t` with `p_adj` = Holm-adjusted `p` within each family and 'holds' decided on it (n/a rows left out)."
+    from hier_repro.metrics import holm
+    t = t.copy()
+    if t.empty or 'p' not in t.columns: return t
+    groups = t.groupby(by, sort=False).groups.values() if by is not None else [t.index]
+    for idx in groups:
+        g = t.loc[idx]; tested = g['holds'].map(_tested)
+        t.loc[idx, 'p_adj'] = holm(np.where(tested, g['p'].astype(float), np.nan))
+        t.loc[idx, 'holds'] = [('yes' if pa < ALPHA else 'no') if h in ('yes', 'no') else h for h, pa in zip(g['holds'], t.loc[idx, 'p_adj'])]
+    return t
+
+def claim_table(df: pd.DataFrame, rows: list[tuple[str, dict, dict, str, str]],
+                detect_constant: bool = True   # False where every run is a training of its own
+               ) -> pd.DataFrame:
+    "One row per (label, A, B, measure, 'greater'|'less'): `claim_row` of the runs matching A and B, paired by seed; Holm over the table."
     out = []
     for label, a, b, measure, direction in rows:
-        r = claim_row(label, *paired_values(df, a, b, measure)[:2], measure, direction)
-        out.append({k: round(r[k], 4) if k == 'diff' and not pd.isna(r[k]) else r[k] for k in CLAIM_TABLE_COLUMNS})
-    return pd.DataFrame(out)
+        r = claim_row(label, *paired_values(df, a, b, measure)[:2], measure, direction, detect_constant=detect_constant)
+        out.append({k: round(r[k], 4) if k == 'diff' and not pd.isna(r[k]) else r[k] for k in CLAIM_TABLE_COLUMNS + CLAIM_CI_COLUMNS})
+    return holm_family(pd.DataFrame(out))
+
+# %% ../nbs/08_tables.ipynb #f3c1bb79
+def claim_family(claim: str,             # the claim id, e.g. 'C2'
+                 regime: str,            # the results folder, e.g. 'cub__efficientnet_lite0-frozen'
+                 table: pd.DataFrame,    # its claim rows, Holm applied within them
+                 headline=(),            # candidate labels of the headline row: the first present is taken (else the first row)
+                 paper: str = ''         # the paper's own number for the headline, with its source ('' when it gives none)
+                ) -> dict:
+    "One claim family of the verdict table."
+    labels = list(table['claim']) if len(table) else []
+    head = next((h for h in ([headline] if isinstance(headline, str) else headline) if h in labels), labels[0] if labels else None)
+    return dict(claim=claim, regime=regime, table=table, headline=head, paper=paper)
+
+def family_verdict(t: pd.DataFrame) -> tuple[str, int, int]:
+    "(verdict, rows that hold, rows tested) of one family's claim rows after `holm_family`."
+    tested = t[t['holds'].map(_tested)] if len(t) else t
+    k, n = int((tested['holds'] == 'yes').sum()) if n_rows(tested) else 0, n_rows(tested)
+    if n == 0: return 'n/a', 0, 0
+    if k == n: return 'holds', k, n
+    if k: return f'mixed: {k} of {n} rows', k, n
+    return ('undetermined (n too small)' if tested['holds'].astype(str).str.startswith('undetermined').all() else 'does not hold'), k, n
+
+def n_rows(t: pd.DataFrame) -> int: return 0 if t is None else len(t)
 
 # %% ../nbs/08_tables.ipynb #018ace22
+P_COLUMNS = ('t_p', 'wilcoxon_p', 'sign_flip_p', 'p', 'p_adj')
+
 def write_claims(name: str, t: pd.DataFrame, title: str, note: str = '', figures_dir=None) -> Path:
-    "figures/<name>.md/.csv/.tex for a claim table (p-values in scientific notation)."
+    "figures/<name>.md/.csv/.tex for a claim table (p-values in scientific notation; the CI columns in the CSV only)."
     d = Path(figures_dir or figures_root())
     if t.empty:
         atomic_write(d / f'{name}.md', f'### {title}\n\n_No results yet. {note}_\n'); return d / f'{name}.md'
-    show = t.copy()
-    for c in ('t_p', 'wilcoxon_p'): show[c] = [('—' if pd.isna(v) else f'{v:.2g}') for v in show[c]]
+    show = t.drop(columns=[c for c in CLAIM_CI_COLUMNS if c in t.columns])
+    for c in P_COLUMNS:
+        if c in show: show[c] = [('—' if pd.isna(v) else f'{v:.2g}') for v in show[c]]
     atomic_write(d / f'{name}.md', f'### {title}\n\n' + to_markdown(show.set_index('claim')) + (f'\n{note}\n' if note else ''))
     atomic_write(d / f'{name}.csv', t.to_csv(index=False, float_format='%.6g'))
     atomic_write(d / f'{name}.tex', to_latex(show.set_index('claim'), title))

@@ -441,3 +441,21 @@ def test_documented_edge_values():
     assert proxy_retrieval(e[:100], C100.ancestors(0)[0])['r_precision'] == 1.0       # one group of everything
     ev = evaluate_hierarchy(C100, emb=e[few], y=y[few], R=50, hs_ranks=(1, 50))         # absent classes: nothing to retrieve, fine
     assert 0 < ev['hs_at_50'] <= 1
+
+
+def test_sign_flip_and_holm_against_references():
+    "The exact sign-flip p against a brute-force enumeration; Holm against statsmodels where it is installed (else a hand example)."
+    import itertools
+    from hier_repro.metrics import sign_flip_test, holm
+    rng = np.random.default_rng(3)
+    for n in (3, 5, 8):
+        d = rng.normal(0.01, 0.02, n)
+        sums = np.array([np.dot(s, d) for s in itertools.product([-1, 1], repeat=n)])
+        assert sign_flip_test(d, 'greater') == pytest.approx(np.mean(sums >= d.sum() - 1e-12))
+        assert sign_flip_test(d, 'two-sided') == pytest.approx(np.mean(np.abs(sums) >= abs(d.sum()) - 1e-12))
+    c = compare_runs([0.9505, 0.948, 0.9525], [0.948, 0.9455, 0.95], alternative='greater')   # sd of the differences 0
+    assert np.isnan(c['t_p']) and c['test'] == 'sign-flip (exact)' and c['p'] == pytest.approx(0.125)
+    p = rng.uniform(0, 0.1, 12)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    multipletests = pytest.importorskip('statsmodels.stats.multitest').multipletests
+    assert holm(p) == pytest.approx(multipletests(p, method='holm')[1])

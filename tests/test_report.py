@@ -2,6 +2,7 @@
 import hashlib, json
 from pathlib import Path
 import numpy as np
+import pandas as pd
 import pytest
 
 from hier_repro.hierarchy import load_hierarchy
@@ -57,7 +58,13 @@ def test_report_on_synthetic_results(tmp_path):
     text = summary.read_text()
     assert '**' in text and '± ' in text and 'C1 standard: ProxyDR > NormFace' in text and 'figures/random_cnn_permutation.png' in text
     c1 = (fig / 'proxydr_toy__net-frozen_claim_c1.csv').read_text()
-    assert 't_p' in c1 and 'wilcoxon_p' in c1
+    assert 't_p' in c1 and 'wilcoxon_p' in c1 and 'p_adj' in c1 and 'sign_flip_p' in c1
+    c2 = pd.read_csv(fig / 'proxydr_toy__net-frozen_claim_c2.csv')
+    assert (c2.loc[c2['measure'] == 'proxy.hp_at_5', 'holds'] == 'n/a (measure degenerate)').all()   # the Fashion tree: HP@5 = 1 always
+    v = pd.read_csv(fig / 'VERDICTS.csv')
+    assert v[['claim', 'regime']].values.tolist() == [['C1', 'toy__net-frozen'], ['C2', 'toy__net-frozen'], ['C3', 'toy']]
+    assert v.loc[1, 'rows_hold'].endswith('of 24')                                     # 30 C2 rows less the 6 degenerate ones
+    assert '### Verdicts' in (fig / 'VERDICTS.md').read_text()
     first = _digest(fig)
     make_report(res, fig, verbose=False)
     assert _digest(fig) == first          # running it twice changes nothing
@@ -94,3 +101,19 @@ def test_reproduce_shows_what_each_notebook_does(tmp_path, capsys, monkeypatch):
     assert any(l.startswith('[reproduce] notebook exp_random_cnn executed in') for l in out), out
     assert len(nb) < 20 and not any('chance_mean' in l for l in out), out   # no table dumped into the log
     assert (tmp_path / 'executed' / 'exp_random_cnn.ipynb').exists() and (tmp_path / 'figures' / 'RESULTS.md').exists()
+
+
+def test_verdicts_pick_up_a_new_regime(tmp_path):
+    "A new results folder (another backbone / training) gets its own verdict rows, and a differing verdict its sentence."
+    res, fig = tmp_path / 'results', tmp_path / 'figures'
+    make_synthetic_results(res)
+    for f in (res / 'proxydr' / 'toy__net-frozen').glob('*.json'):   # the same runs again under a second regime, ProxyDR far ahead
+        rec = json.loads(f.read_text()); rec['regime'] = 'toy__cnn-scratch'
+        if 'proxydr' in rec['config_name']: rec['metrics']['proxy']['classwise_rho'] = 2.0 + 0.01 * rec['seed']
+        p = res / 'proxydr' / 'toy__cnn-scratch' / f.name; p.parent.mkdir(parents=True, exist_ok=True); p.write_text(json.dumps(rec))
+    make_report(res, fig, verbose=False)
+    v = pd.read_csv(fig / 'VERDICTS.csv').set_index(['claim', 'regime'])
+    assert v.loc[('C1', 'toy__cnn-scratch'), 'verdict'] == 'holds' and ('C1', 'toy__net-frozen') in v.index
+    md = (fig / 'VERDICTS.md').read_text()
+    if v.loc[('C1', 'toy__net-frozen'), 'verdict'] != 'holds':
+        assert 'C1 ' in md and 'toy with a cnn trained from scratch' in md
