@@ -58,6 +58,12 @@ def test_report_on_synthetic_results(tmp_path):
     assert '**' in text and '± ' in text and 'C1 standard: ProxyDR > NormFace' in text and 'figures/random_cnn_permutation.png' in text
     c1 = (fig / 'proxydr_toy__net-frozen_claim_c1.csv').read_text()
     assert 't_p' in c1 and 'wilcoxon_p' in c1
+    from hier_repro.tables import MEASURE_NAMES
+    for md in fig.glob('*.md'):   # a reader's table names its measures (with the better direction); the CSV keeps the ids
+        for line in md.read_text().splitlines():
+            if line.startswith('| '): assert not set(line.split(' | ')) & set(MEASURE_NAMES), (md.name, line)
+    assert '| AHD@5 ↓ |' in (fig / 'proxydr_toy__net-frozen_proxy.md').read_text()
+    assert 'ahd_at_5_mean' in (fig / 'proxydr_toy__net-frozen_proxy.csv').read_text()
     first = _digest(fig)
     make_report(res, fig, verbose=False)
     assert _digest(fig) == first          # running it twice changes nothing
