@@ -16,18 +16,18 @@ from .experiments import (Experiment, register, run, grid, resolve_config, COMMO
 from .heads import make_avgk_model, AVGK_METHODS
 from .losses import make_avgk_loss
 from .metrics import average_k_threshold, average_k_accuracy, average_k_set_sizes, topk_accuracy
-from .tables import (claim_row, mean_sd, write_table, write_claims, save_figure, pyplot, order, CLAIM_TABLE_COLUMNS,
-                               holm_family, claim_family, curve_frame, plot_training_curves)
+from .tables import (claim_row, mean_sd, write_table, write_claims, save_figure, pyplot, order, CLAIM_TABLE_COLUMNS, measure_name,
+                               regime_title, regime_titles, holm_family, claim_family, curve_frame, plot_training_curves)
 from .training import predict, resolve_device
 
 # %% auto #0
 __all__ = ['AVGK_DEFAULTS', 'AVGK_HELP', 'K_FREE_METHODS', 'FREQ_BINS', 'SWEEP_KS', 'EVIDENCE_VARIANTS', 'E2E_AXES', 'AVGK',
            'run_avgk', 'grid_avgk', 'FRAME_MEASURES', 'BASELINES', 'A_HEADLINES', 'TABLE_MEASURES', 'MODEL_ORDER',
-           'AVGK_NOTE', 'MEASURES_NOTE', 'check_avgk', 'data_tag', 'config_name', 'selects_on_k', 'training_name',
-           'class_frequency_bins', 'head_scores', 'avgk_measures', 'model_heads', 'bins_info', 'evaluate_avgk',
-           'avgk_data', 'build_avgk', 'train_config', 'avgk_val_score', 'last_epoch_metrics', 'default_variants',
-           'avgk_frame', 'compare_avgk', 'gains', 'avgk_claims', 'avgk_families', 'measures_table', 'plot_avgk_vs_K',
-           'plot_gain_by_bin', 'claims_view', 'avgk_report']
+           'AVGK_NOTE', 'MEASURES_NOTE', 'CLAIM_TITLES', 'check_avgk', 'data_tag', 'config_name', 'selects_on_k',
+           'training_name', 'class_frequency_bins', 'head_scores', 'avgk_measures', 'model_heads', 'bins_info',
+           'evaluate_avgk', 'avgk_data', 'build_avgk', 'train_config', 'avgk_val_score', 'last_epoch_metrics',
+           'default_variants', 'avgk_frame', 'compare_avgk', 'gains', 'avgk_claims', 'avgk_families', 'measures_table',
+           'plot_avgk_vs_K', 'plot_gain_by_bin', 'claims_view', 'avgk_report']
 
 # %% ../nbs/10_avgk.ipynb #0b0e9119
 AVGK_DEFAULTS = COMMON_DEFAULTS | dict(
@@ -393,7 +393,7 @@ def plot_avgk_vs_K(df: pd.DataFrame, measure: str = 'avgk_acc'):
             if len(d): ax.errorbar(d['K'], d['mean'], yerr=d['std'].fillna(0), marker='o', ms=3, capsize=2, c=colour[mdl], label=mdl,
                                    lw=2.2 if mdl == 'two_head' else 1)
         ax.set(title=data, xlabel='K', xticks=sorted(df['K'].unique()))
-    axes[0][0].set_ylabel(f'{measure} (test)')
+    axes[0][0].set_ylabel(f'{measure_name(measure)} (test)')
     handles = [plt.Line2D([], [], c=colour[m], marker='o', lw=2.2 if m == 'two_head' else 1) for m in models]
     fig.legend(handles, models, loc='center right', fontsize=8); fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
     return fig
@@ -425,24 +425,26 @@ AVGK_NOTE = ('One-sided tests paired by seed; pooled rows ("(all K)", A3) averag
              'difference (smallest p 2^-n: "undetermined (n too small)" with 3 seeds). `p_adj`: Holm within the claim family (A3: its noise '
              'and bin rows together); "holds" = p_adj < 0.05. "n/a (bins tied)": few and many classes share training counts (bins by label '
              'order), not a test. Average-K accuracy on the test set with the threshold calibrated on the validation set.')
-MEASURES_NOTE = '\n`set_size_dev` = |mean test set size - K|. Bold: the best model of each data variant and K.\n'
+MEASURES_NOTE = ('\nabs(set size − K): how far the mean test set size is from K. (few) / (many): the classes with the fewest / most training images. '
+                 'Bold: the best model of each data variant and K.\n')
+CLAIM_TITLES = {'A3_noise': 'A3, label noise', 'A3_bins': 'A3, class-frequency bins'}   # claim key -> its table's heading
 
 def avgk_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
     "Tables, claims and figures of every Average-K regime found in `df` (tables.load_results rows; records are re-read from `file`)."
     if df.empty or 'file' not in df.columns:
         return [write_table('avgk_measures', pd.DataFrame(), 'Average-K: measures per model',
                             missing='Run `hier-repro grid avgk --seeds 1-3` (or papermill nbs/exp_avgk.ipynb -p grid True).', figures_dir=figures_dir)]
-    fr, written = avgk_frame(list(df['file'])), []
+    fr, written, titles = avgk_frame(list(df['file'])), [], regime_titles(df)
     for reg, d in fr.groupby('regime', sort=True):
-        name = f'avgk_{reg}'
-        written.append(write_table(f'{name}_measures', measures_table(d), f'Average-K on {reg}: measures per data variant, K and model (mean ± sd over seeds)',
+        name, what = f'avgk_{reg}', titles.get(reg) or regime_title(reg)
+        written.append(write_table(f'{name}_measures', measures_table(d), f'Average-K on {what}: measures per data variant, K and model (mean ± sd over seeds)',
                                    lower_is_better=('set_size_dev',), figures_dir=figures_dir, group=('data', 'K'), note=MEASURES_NOTE))
         for key, t in avgk_claims(d).items():
-            written.append(write_claims(f'{name}_claim_{key.lower()}', claims_view(t), f'{key} on {reg}', AVGK_NOTE, figures_dir))
+            written.append(write_claims(f'{name}_claim_{key.lower()}', claims_view(t), f'{CLAIM_TITLES.get(key, key)} on {what}', AVGK_NOTE, figures_dir))
         written.append(save_figure(plot_avgk_vs_K(d), f'{name}_avgk_vs_K', figures_dir))
         k2 = [f for f in df['file'] if read_result(f).get('regime') == reg and read_result(f).get('K') == 2]   # K = 2: at most six models a panel
         cf = curve_frame(k2, label=lambda r: r['fit'].get('training_name', r['config_name']), facet=lambda r: r['data_variant'])
-        if len(cf): written.append(save_figure(plot_training_curves(cf, f'Average-K on {reg}: training curves (K = 2)'), f'{name}_curves', figures_dir))
+        if len(cf): written.append(save_figure(plot_training_curves(cf, f'Average-K on {what}: training curves (K = 2)'), f'{name}_curves', figures_dir))
         if len(gains(d)): written.append(save_figure(plot_gain_by_bin(d), f'{name}_gain_by_bin', figures_dir))
     return written
 

@@ -19,7 +19,8 @@ from .heads import make_dmlcrc_model
 from .losses import WeightedSum, CrossEntropy, dmlcrc_loss, crc_predict
 from .metrics import topk_accuracy, evaluate_hierarchy
 from .tables import (load_results, mean_sd, format_table, claim_table, write_claims, to_markdown, save_figure, pyplot,
-                               CLAIM_NOTE, holm_family, claim_family, curve_frame, plot_training_curves)
+                               CLAIM_NOTE, MEASURE_NAMES, measure_name, regime_titles, regime_title, holm_family, claim_family,
+                               curve_frame, plot_training_curves)
 from .training import predict, resolve_device
 
 # %% auto #0
@@ -218,8 +219,8 @@ PAPER_TOP1 = {   # dmlcrc.md: reported top-1 (%), VGG-19
 }
 CLAIMS = (('D1', 'dmlcrc', 'softmax'), ('D1', 'dmlcrc', 'crc'), ('D1', 'dmlcrc', 'procrc'),
           ('D1', 'dmlprocrc', 'procrc'), ('D1', 'dmlprocrc', 'softmax'), ('D2', 'dmlcrc', 'collab_identity'))
-SUMMARY_MEASURES = {'top1': 'top-1 (own rule)', 'residual.top1': 'by residual', 'softmax.top1': 'by softmax head',
-                    'residual.macro_top1': 'macro top-1 (residual)', 'residual.ahc': 'AHC (residual)'}
+SUMMARY_MEASURES = {'top1': f"{MEASURE_NAMES['top1']} (own rule)"} | {   # measure -> column of the summary, in this order
+    m: measure_name(m) for m in ('residual.top1', 'softmax.top1', 'residual.macro_top1', 'residual.ahc')}
 
 def load_dmlcrc(results_dir=None) -> pd.DataFrame:
     "Every DML-CRC record under results_dir (default results/) as one row (`tables.load_results`)."
@@ -283,12 +284,24 @@ def per_class_frame(df, regime_name: str):
         if f'{rule}.per_class' in g: cols[name] = np.nanmean(np.array([np.asarray(v, dtype=float) for v in g[f'{rule}.per_class']]), axis=0)
     return pd.DataFrame({n: cols[n] for n in _order(cols)})
 
-def plot_per_class(pc: pd.DataFrame, reg: str):
-    "Figure: per-class top-1 of every run name, classes sorted by DML-CRC's."
-    plt = pyplot(); fig, ax = plt.subplots(figsize=(min(14, 3 + 0.12 * len(pc)), 3.5))
-    key = 'dmlcrc' if 'dmlcrc' in pc else pc.columns[0]
-    pc.sort_values(key, ascending=False).reset_index(drop=True).plot(ax=ax, marker='.' if len(pc) > 20 else 'o', lw=1)
-    ax.set(xlabel=f'class (sorted by {key})', ylabel='top-1 accuracy', title=f'per-class top-1 on {reg}')
+def plot_per_class(pc: pd.DataFrame,        # classes x run names (`per_class_frame`)
+                   what: str,                # the regime in words (the figure's title)
+                   baseline: str = 'softmax' # every other run is drawn against this one
+                  ):
+    "Figure: one small panel per run, its per-class top-1 minus the baseline's, sorted (bars above 0: classes the run gets more right)."
+    plt = pyplot(); base = baseline if baseline in pc else pc.columns[0]
+    runs = [c for c in pc.columns if c != base]
+    ncol = min(3, max(1, len(runs))); nrow = max(1, -(-len(runs) // ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.5 * nrow + 0.9), sharey=True, squeeze=False, layout='constrained')
+    for ax, run in zip(axes.flat, runs):
+        diff = np.sort((pc[run] - pc[base]).to_numpy(float) * 100)[::-1]
+        ax.bar(np.arange(len(diff)), diff, width=1.0, color=np.where(diff >= 0, 'C2', 'C3'))
+        ax.axhline(0, c='k', lw=0.6); ax.grid(axis='y', alpha=0.3)
+        ax.set_title(f'{run}\nmean {np.nanmean(diff):+.1f} pts, better on {(diff > 0).sum()} of {len(diff)} classes', fontsize=9)
+    for ax in axes.flat[len(runs):]: ax.axis('off')
+    for ax in axes[-1]: ax.set_xlabel('class (sorted by the difference)', fontsize=9)
+    for ax in axes[:, 0]: ax.set_ylabel(f'top-1 − {base} (pts)', fontsize=9)
+    fig.suptitle(f'Per-class top-1 of each run minus {base}\'s (mean over seeds)\n{what}', fontsize=11)
     return fig
 
 def dmlcrc_report(df, figures_dir=None) -> list:
@@ -296,16 +309,17 @@ def dmlcrc_report(df, figures_dir=None) -> list:
     figs = Path(figures_dir or figures_root()); out = []
     if df.empty:
         return [atomic_write(figs / 'dmlcrc_top1.md', '### DML-CRC: top-1 accuracy\n\n_No results yet. Run `hier-repro grid dmlcrc --seeds 1-3`._\n')]
+    titles = regime_titles(df)
     for reg in sorted(df['dataset'].unique()):
-        t = dmlcrc_summary(df, reg).droplevel(0)
-        out.append(atomic_write(figs / f'dmlcrc_{reg}_top1.md', f'### DML-CRC on {reg}: top-1 accuracy (%), mean ± sd over seeds\n\n' + to_markdown(t) +
+        t, what = dmlcrc_summary(df, reg).droplevel(0), titles.get(reg) or regime_title(reg)
+        out.append(atomic_write(figs / f'dmlcrc_{reg}_top1.md', f'### DML-CRC on {what}: top-1 accuracy (%), mean ± sd over seeds\n\n' + to_markdown(t) +
                                 '\n"own rule": residual over the whole training set for every method but softmax (its head). The paper used VGG-19 on the full datasets.\n'))
         out.append(write_claims(f'dmlcrc_{reg}_claims', dmlcrc_claims(df[df['dataset'] == reg]).drop(columns='regime'),
-                                f'DML-CRC claims on {reg} (top-1, own rule)', CLAIM_NOTE, figs))
+                                f'DML-CRC claims on {what} (top-1, own rule)', CLAIM_NOTE, figs))
         pc = per_class_frame(df, reg)
-        if len(pc.columns): out.append(save_figure(plot_per_class(pc, reg), f'dmlcrc_{reg}_per_class', figs))
+        if len(pc.columns): out.append(save_figure(plot_per_class(pc, what), f'dmlcrc_{reg}_per_class', figs))
         cf = curve_frame([f for f in df.loc[df['dataset'] == reg, 'file'] if Path(f).exists()], label=lambda r: r['config_name'])
-        if len(cf): out.append(save_figure(plot_training_curves(cf, f'DML-CRC on {reg}: training curves'), f'dmlcrc_{reg}_curves', figs))
+        if len(cf): out.append(save_figure(plot_training_curves(cf, f'DML-CRC on {what}: training curves'), f'dmlcrc_{reg}_curves', figs))
     return out
 
 DMLCRC.report, DMLCRC.claims = dmlcrc_report, dmlcrc_families

@@ -18,7 +18,7 @@ from .experiments import Experiment, register, run, grid, plain_layers
 from .hierarchy import Hierarchy, load_hierarchy
 from .metrics import evaluate_hierarchy, chord_distances, permutation_test
 from .tables import (to_markdown, to_latex, write_claims, claim_row, pyplot, CLAIM_NOTE, CLAIM_TABLE_COLUMNS, CLAIM_CI_COLUMNS,
-                               holm_family)
+                               holm_family, display_columns, regime_titles)
 
 # %% auto #0
 __all__ = ['PROBE_DEFAULTS', 'PROBE_MEASURES', 'PROBE', 'run_probe', 'grid_probe', 'representatives', 'probe', 'plot_probe',
@@ -114,16 +114,16 @@ def _probe_summary(r: dict) -> str:
     return f"classwise rho {m['classwise_rho']:.3f} (chance {t['chance_mean']:.3f} ± {t['chance_sd']:.3f}, p = {t['p']:.3g}), norm RF {m['norm_rf']:.3f}"
 
 # %% ../nbs/14_probe.ipynb #6a3e59da
-PROBE_MEASURES = (('classwise_rho', 'classwise ρ ↑'), ('elementwise_rho', 'elementwise ρ ↑'), ('norm_rf', 'norm. RF ↓'))
+PROBE_MEASURES = ('classwise_rho', 'elementwise_rho', 'norm_rf')   # shown by their `tables.MEASURE_NAMES`
 
 def probe_table(df: pd.DataFrame) -> pd.DataFrame:
     "Rows (hierarchy, model-weights): mean over seeds of each measure next to its chance, the largest permutation p, the seeds."
     rows = []
     for (hier, cfg), g in df.groupby(['dataset', 'config'], sort=True):
         r = dict(hierarchy=hier, model=cfg.split('__')[0], seeds=len(g))
-        for k, name in PROBE_MEASURES:
+        for k in PROBE_MEASURES:
             ch = g[f'tests.{k.split("_")[0]}.chance_mean'].mean() if k.endswith('rho') else g[f'chance.{k}.mean'].mean()
-            r[name] = f"{g[f'measures.{k}'].mean():.4f} (chance {ch:.4f})"
+            r[k] = f"{g[f'measures.{k}'].mean():.4f} (chance {ch:.4f})"
         r['max p (classwise)'] = f"{g['tests.classwise.p'].max():.2g}"
         r['holds'] = 'yes' if g['tests.classwise.p'].max() < 0.05 else 'no'
         rows.append(r)
@@ -131,17 +131,18 @@ def probe_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def probe_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
     "figures/probe.md/.csv/.tex: the probe table; probe_claims: trained vs random weights over seeds, where both ran."
-    d = Path(figures_dir or figures_root()); t = probe_table(df)
-    atomic_write(d / 'probe.md', '### A classifier\'s last layer against a class hierarchy, beside chance (label permutations)\n\n' + to_markdown(t)
+    d = Path(figures_dir or figures_root()); t, titles = probe_table(df), regime_titles(df)
+    show = display_columns(t).rename(index=lambda h: titles.get(h, h), level='hierarchy')   # names for the reader; the CSV keeps the ids
+    atomic_write(d / 'probe.md', '### A classifier\'s last layer against a class hierarchy, beside chance (label permutations)\n\n' + to_markdown(show)
                  + '\n"holds": the classwise Spearman of every seed is above its permutation null (largest p < 0.05).\n')
-    atomic_write(d / 'probe.csv', t.reset_index().to_csv(index=False)); atomic_write(d / 'probe.tex', to_latex(t, 'probe'))
+    atomic_write(d / 'probe.csv', t.reset_index().to_csv(index=False)); atomic_write(d / 'probe.tex', to_latex(show, 'probe'))
     out = [d / 'probe.md']
     rows = []
     for (hier, model), g in df.assign(model=df['config'].str.split('-').str[0], w=df['cfg.weights']).groupby(['dataset', 'model']):
         a, b = g[g['w'] == 'imagenet'].set_index('seed'), g[g['w'] == 'random'].set_index('seed')
         if len(a) and len(b):
             va = np.repeat(a['measures.classwise_rho'].mean(), len(b))   # one pretrained network (seed-free) against each random init
-            rows.append(claim_row(f'{hier}: {model} ImageNet > random init', va, b['measures.classwise_rho'].to_numpy(float), 'classwise_rho'))
+            rows.append(claim_row(f'{titles.get(hier, hier)}: {model} ImageNet > random init', va, b['measures.classwise_rho'].to_numpy(float), 'classwise_rho'))
             rows[-1]['diff'] = round(rows[-1]['diff'], 4)
     if rows: out.append(write_claims('probe_claims', holm_family(pd.DataFrame(rows), by='claim')[CLAIM_TABLE_COLUMNS + CLAIM_CI_COLUMNS],
                                      'Trained vs randomly initialised classifier (classwise ρ)',

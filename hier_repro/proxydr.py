@@ -19,17 +19,18 @@ from .losses import make_proxydr_loss
 from .metrics import (evaluate_hierarchy, class_means, chord_distances, hs_at_r, permutation_test, classwise_spearman,
                                 hp_at_k_degenerate, t_interval)
 from .tables import (mean_sd, write_table, claim_table, write_claims, to_markdown, to_latex, save_figure,
-                               placeholder_figure, pyplot, CLAIM_NOTE, holm_family, claim_family)
+                               placeholder_figure, pyplot, CLAIM_NOTE, holm_family, claim_family, measure_name, regime_title, regime_titles, BACKBONE_NAMES)
 from .training import predict, resolve_device
 
 # %% auto #0
 __all__ = ['PROXYDR_DEFAULTS', 'PROXYDR_HELP', 'PROXYDR_TEST_GRID', 'RANDOM_CNN_DEFAULTS', 'PROXYDR_MEASURES', 'LOWER_IS_BETTER',
-           'C1_OPTIONS', 'C2_MEASURES', 'PROXYDR_ORDER', 'C1_HEADLINE', 'C2_HEADLINE', 'E2E_GRID', 'PROXYDR',
-           'RANDOM_CNN', 'run_proxydr', 'grid_proxydr', 'run_random_cnn', 'grid_random_cnn', 'check_proxydr',
-           'build_proxydr', 'evaluate_proxydr', 'resolve_random_cnn', 'prepare_random_cnn', 'evaluate_random_cnn',
-           'c1_rows', 'c2_rows', 'regime_tree', 'degenerate_measures', 'proxydr_claims', 'proxydr_tables',
-           'plot_hs_curves', 'plot_dendrograms', 'plot_distance_vs_tree', 'proxydr_figures', 'proxydr_report',
-           'random_cnn_table', 'random_cnn_claims', 'plot_permutation_null', 'random_cnn_report']
+           'C1_OPTIONS', 'C2_MEASURES', 'PROXYDR_ORDER', 'C1_HEADLINE', 'C2_HEADLINE', 'HS_PANELS', 'MODEL_STYLE',
+           'RANDOM_CNN_COLUMNS', 'E2E_GRID', 'PROXYDR', 'RANDOM_CNN', 'run_proxydr', 'grid_proxydr', 'run_random_cnn',
+           'grid_random_cnn', 'check_proxydr', 'build_proxydr', 'evaluate_proxydr', 'resolve_random_cnn',
+           'prepare_random_cnn', 'evaluate_random_cnn', 'c1_rows', 'c2_rows', 'regime_tree', 'degenerate_measures',
+           'proxydr_claims', 'proxydr_tables', 'plot_hs_curves', 'plot_dendrograms', 'plot_distance_vs_tree',
+           'proxydr_figures', 'proxydr_report', 'random_cnn_table', 'random_cnn_claims', 'plot_permutation_null',
+           'random_cnn_report']
 
 # %% ../nbs/09_proxydr.ipynb #827d39e0
 PROXYDR_DEFAULTS = COMMON_DEFAULTS | dict(model='proxydr', option='standard', scale=10.0, alpha=0.01, mds_steps=1000, R=250,
@@ -173,21 +174,22 @@ def proxydr_tables(df: pd.DataFrame, figures_dir=None) -> list[Path]:
     if df.empty:
         return [write_table('proxydr_measures', pd.DataFrame(), 'ProxyDR: measures per model and option',
                             missing='Run `hier-repro grid proxydr --seeds 1-5`.', figures_dir=figures_dir)]
-    written = []
+    written, titles = [], regime_titles(df)
     for reg in _regimes(df):
-        d = df[df['dataset'] == reg].copy()
+        d, what = df[df['dataset'] == reg].copy(), titles[reg]
         d['config'] = pd.Categorical(d['config'], [c for c in PROXYDR_ORDER if c in set(d['config'])] + sorted(set(d['config']) - set(PROXYDR_ORDER)), ordered=True)
         d = d.sort_values(['config', 'seed'])
         for rep, label in (('proxy', 'proxies'), ('proto', 'class means')):
             st = mean_sd(d, ['config'], [f'{rep}.{m}' for m in PROXYDR_MEASURES])
             st.columns = pd.MultiIndex.from_tuples([(m.split('.', 1)[1], s) for m, s in st.columns])
-            written.append(write_table(f'proxydr_{reg}_{rep}', st, f'ProxyDR on {reg}: {label} (mean ± sd over seeds)',
+            written.append(write_table(f'proxydr_{reg}_{rep}', st, f'ProxyDR on {what}: {label} (mean ± sd over seeds)',
                                        lower_is_better=LOWER_IS_BETTER, figures_dir=figures_dir))
     for fam in proxydr_claims(df):
-        reg, key = fam['regime'], fam['claim'].lower()
-        title = (f'C1 on {reg}: classwise Spearman of the proxies, ProxyDR vs NormFace' if key == 'c1' else
-                 f'C2 on {reg}: hierarchy-informed measures, ProxyDR vs NormFace (proxies)')
-        note = CLAIM_NOTE if key == 'c1' else ('AHC and AHD@5: lower is better; HP@5, HS@250, AHS@250: higher is better. ' + CLAIM_NOTE +
+        reg, key = fam['regime'], fam['claim'].lower(); what = titles.get(reg, reg)
+        title = (f'C1 on {what}: classwise Spearman of the proxies, ProxyDR vs NormFace' if key == 'c1' else
+                 f'C2 on {what}: hierarchy-informed measures, ProxyDR vs NormFace (proxies)')
+        note = CLAIM_NOTE if key == 'c1' else ('AHC (average hierarchical cost) and AHD@5 (average hierarchical distance of the top 5): lower is better; '
+                                               'HP@5, HS@250, AHS@250: higher is better. ' + CLAIM_NOTE +
                                                ' "n/a (measure degenerate)": HP@5 is 1 for any classifier on this tree (not a test).')
         written.append(write_claims(f'proxydr_{reg}_claim_{key}', fam['table'], title, note, figures_dir))
     return written
@@ -197,32 +199,66 @@ def _square(condensed, n: int) -> np.ndarray:
     from scipy.spatial.distance import squareform
     return squareform(np.asarray(condensed, dtype=float), checks=False) if n > 1 else np.zeros((1, 1))
 
-def plot_hs_curves(d: pd.DataFrame, reg: str):
-    "Figure: mean HS@R against R, one line per configuration of the regime's frame `d`."
-    plt = pyplot(); fig, ax = plt.subplots(figsize=(6.5, 4))
+HS_PANELS = ('standard', 'ema', 'dynamic', 'ema_dynamic', 'mds', 'mds_dynamic')   # one panel per option
+MODEL_STYLE = {'softmax': ('0.5', ':', 'softmax (reference)'), 'normface': ('C0', '--', 'NormFace'),
+               'proxydr': ('C3', '-', 'ProxyDR'), 'corr': ('C2', '-.', 'CORR')}
+
+def _mean_curves(d: pd.DataFrame) -> dict:
+    "{config: mean HS@R curve over its seeds} in PROXYDR_ORDER."
+    out = {}
     for cfg in [c for c in PROXYDR_ORDER if c in set(d['config'])]:
         curves = [np.asarray(c, float) for c in d[d['config'] == cfg]['hs_curve'] if isinstance(c, list)]
-        if curves:
-            L = min(map(len, curves)); m = np.mean([c[:L] for c in curves], 0)
-            ax.plot(np.arange(1, L + 1), m, label=cfg, lw=1.2, ls='-' if 'proxydr' in cfg else ('--' if 'normface' in cfg else ':'))
-    ax.set(xlabel='R', ylabel='mean HS@R', title=f'Hierarchical similarity of the R nearest test items ({reg})')
-    ax.legend(fontsize=6, ncol=2)
+        if curves: L = min(map(len, curves)); out[cfg] = np.mean([c[:L] for c in curves], 0)
+    return out
+
+def plot_hs_curves(d: pd.DataFrame,  # one regime's rows of `load_results`
+                   what: str          # the regime in words (the figure's title)
+                  ):
+    "Figure: mean HS@R against R, one panel per option: NormFace and ProxyDR with it, softmax (and CORR beside MDS) for reference."
+    plt = pyplot(); curves = _mean_curves(d)
+    options = [o for o in HS_PANELS if f'normface-{o}' in curves or f'proxydr-{o}' in curves] or ['standard']
+    ncol = min(3, len(options)); nrow = -(-len(options) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.7 * ncol + 0.4, 2.7 * nrow + 1.0), sharex=True, sharey=True, squeeze=False)
+    for ax, o in zip(axes.flat, options):
+        for cfg in ['softmax-standard', f'normface-{o}', f'proxydr-{o}'] + (['corr-mds'] if o == 'mds' else []):
+            if cfg in curves:
+                c, ls, _ = MODEL_STYLE[cfg.split('-')[0]]
+                ax.plot(np.arange(1, len(curves[cfg]) + 1), curves[cfg], c=c, ls=ls, lw=1.6)
+        ax.set_title(f'option: {o}', fontsize=10); ax.grid(alpha=0.3)
+    for ax in axes.flat[len(options):]: ax.axis('off')
+    for ax in axes[-1]: ax.set_xlabel('R (nearest test items)', fontsize=9)
+    for ax in axes[:, 0]: ax.set_ylabel('mean HS@R', fontsize=9)
+    shown = [m for m in MODEL_STYLE if any(k.startswith(m + '-') for k in curves)]
+    fig.legend([plt.Line2D([], [], c=MODEL_STYLE[m][0], ls=MODEL_STYLE[m][1], lw=1.6) for m in shown], [MODEL_STYLE[m][2] for m in shown],
+               loc='lower center', ncol=len(shown), fontsize=9, frameon=False)
+    fig.suptitle(f'Hierarchical similarity of the R nearest test items\n{what}', fontsize=11)
+    fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))
     return fig
+
+def _class_label(name: str, width: int = 30) -> str:
+    "A class name for an axis: no numeric prefix ('001.'), spaces for underscores, at most `width` characters."
+    import re
+    s = re.sub(r'^\d+[.\s_-]+', '', str(name)).replace('_', ' ')
+    return s if len(s) <= width else s[:width - 1] + '…'
 
 def plot_dendrograms(rec: dict):
-    "Figure: UPGMA dendrogram of the true tree distances beside that of the record's learned proxies."
+    "Figure: UPGMA dendrogram of the true tree distances beside that of the record's learned proxies (labels of 7 pt or more)."
     from scipy.cluster.hierarchy import linkage, dendrogram
-    plt = pyplot(); ds = rec['dataset']; n = ds['n_classes']; names = [c[:18] for c in ds['classes']]
-    fig, axes = plt.subplots(1, 2, figsize=(12, max(3, n * 0.12)))
-    for ax, (cond, title) in zip(axes, ((ds['tree_dist'], 'true tree (UPGMA of tree distances)'),
-                                         (rec['metrics']['proxy']['rep_dist'], f"ProxyDR proxies, seed {rec['seed']} (UPGMA)"))):
+    plt = pyplot(); ds = rec['dataset']; n = ds['n_classes']; names = [_class_label(c) for c in ds['classes']]
+    fs = 9 if n <= 40 else 7                                      # points at the saved size; a leaf is at least 1.6 lines high
+    fig, axes = plt.subplots(1, 2, figsize=(13, max(3.5, n * fs / 72 * 1.6 + 1.4)), layout='constrained')
+    for ax, (cond, title, xl) in zip(axes, ((ds['tree_dist'], 'true tree', 'merge height: tree distance (edges)'),
+                                            (rec['metrics']['proxy']['rep_dist'], f"ProxyDR's learned proxies (seed {rec['seed']})",
+                                             'merge height: distance between proxies'))):
         dendrogram(linkage(np.asarray(cond, float), method='average'), labels=names, orientation='left', ax=ax,
-                   leaf_font_size=max(3, min(8, 400 / n)), color_threshold=0)
-        ax.set_title(title, fontsize=9)
+                   leaf_font_size=fs, color_threshold=0)
+        ax.set_title(f'{title}, UPGMA', fontsize=10); ax.set_xlabel(xl, fontsize=9); ax.tick_params(axis='x', labelsize=8)
+    axes[0].set_ylabel('class', fontsize=9)
+    fig.suptitle(regime_title(rec.get('regime', ds.get('name', '')), rec), fontsize=11)
     return fig
 
-def plot_distance_vs_tree(recs: dict, reg: str):
-    "Figure: boxes of proxy distance per tree distance, for each {config name: record}."
+def plot_distance_vs_tree(recs: dict, what: str):
+    "Figure: boxes of proxy distance per tree distance, for each {config name: record}; `what`: the regime in words."
     plt = pyplot(); fig, ax = plt.subplots(figsize=(6, 4)); ticks = None
     for k, (cfg, r) in enumerate(recs.items()):
         t = np.asarray(r['dataset']['tree_dist']); e = np.asarray(r['metrics']['proxy']['rep_dist']); levels = np.unique(t); ticks = levels
@@ -230,7 +266,8 @@ def plot_distance_vs_tree(recs: dict, reg: str):
                    patch_artist=True, boxprops=dict(facecolor=f'C{k}', alpha=0.5))
         ax.plot([], [], color=f'C{k}', lw=6, alpha=0.5, label=cfg)
     ax.set_xticks(ticks); ax.set_xticklabels(ticks.astype(int))
-    ax.set(xlabel='tree distance between two classes', ylabel='distance between their proxies', title=f'Proxy distance vs tree distance ({reg})')
+    ax.set(xlabel='tree distance between two classes', ylabel='distance between their proxies')
+    ax.set_title(f'Proxy distance vs tree distance\n{what}', fontsize=10)
     ax.legend(fontsize=8)
     return fig
 
@@ -245,14 +282,14 @@ def proxydr_figures(df: pd.DataFrame, figures_dir=None) -> list[Path]:
     if df.empty:
         return [placeholder_figure(f'proxydr_{n}', 'No ProxyDR results yet: run `hier-repro grid proxydr`', figures_dir)
                 for n in ('hs_curves', 'dendrogram', 'distance_vs_tree')]
-    out = []
+    out, titles = [], regime_titles(df)
     for reg in _regimes(df):
         d = df[df['dataset'] == reg]
-        out.append(save_figure(plot_hs_curves(d, reg), f'proxydr_{reg}_hs_curves', figures_dir))
+        out.append(save_figure(plot_hs_curves(d, titles[reg]), f'proxydr_{reg}_hs_curves', figures_dir))
         if (rec := _first(d, 'proxydr-standard')) is not None:
             out.append(save_figure(plot_dendrograms(rec), f'proxydr_{reg}_dendrogram', figures_dir))
             pair = {c: r for c in ('normface-standard', 'proxydr-standard') if (r := _first(d, c)) is not None}
-            out.append(save_figure(plot_distance_vs_tree(pair, reg), f'proxydr_{reg}_distance_vs_tree', figures_dir))
+            out.append(save_figure(plot_distance_vs_tree(pair, titles[reg]), f'proxydr_{reg}_distance_vs_tree', figures_dir))
     return out
 
 def proxydr_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
@@ -262,17 +299,17 @@ def proxydr_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
 # %% ../nbs/09_proxydr.ipynb #0ff23fe2
 def random_cnn_table(df: pd.DataFrame) -> pd.DataFrame:
     "One row per (dataset, backbone): observed rho, chance, z, the largest p over initialisations, and whether C3 holds."
-    rows = []
+    rows, titles = [], regime_titles(df)
     for (ds, bb), g in df.groupby(['dataset', 'config']):
-        r = dict(claim=f'{ds} / {bb}', seeds=len(g))
+        r = dict(claim=f'{titles[ds]}, untrained {BACKBONE_NAMES.get(bb, bb)}', seeds=len(g))
         for stat in ('classwise', 'elementwise'):
-            r[f'{stat} rho'] = f"{g[f'{stat}.observed'].mean():.4f} ± {g[f'{stat}.observed'].std(ddof=1) if len(g) > 1 else 0:.4f}"
-            r[f'{stat} chance'] = f"{g[f'{stat}.chance_mean'].mean():.4f} ± {g[f'{stat}.chance_sd'].mean():.4f}"
-            r[f'{stat} z'] = round(g[f'{stat}.z'].mean(), 2); r[f'{stat} max p'] = g[f'{stat}.p'].max()
+            r[f'{stat}_rho'] = f"{g[f'{stat}.observed'].mean():.4f} ± {g[f'{stat}.observed'].std(ddof=1) if len(g) > 1 else 0:.4f}"
+            r[f'{stat}_chance'] = f"{g[f'{stat}.chance_mean'].mean():.4f} ± {g[f'{stat}.chance_sd'].mean():.4f}"
+            r[f'{stat}_z'] = round(g[f'{stat}.z'].mean(), 2); r[f'{stat}_max_p'] = g[f'{stat}.p'].max()
         eff = (g['classwise.observed'] - g['classwise.chance_mean']).to_numpy(float)   # rho above chance, per initialisation
         ci = t_interval(eff) if len(eff) > 1 else (np.nan, np.nan)
-        r |= dict(measure='classwise rho - chance', diff=float(eff.mean()), ci_low=ci[0], ci_high=ci[1], p=r['classwise max p'],
-                  holds='yes' if r['classwise max p'] < 0.05 else 'no', dataset=ds)
+        r |= dict(measure='classwise rho - chance', diff=float(eff.mean()), ci_low=ci[0], ci_high=ci[1], p=r['classwise_max_p'],
+                  holds='yes' if r['classwise_max_p'] < 0.05 else 'no', dataset=ds)
         rows.append(r)
     return holm_family(pd.DataFrame(rows), by='dataset')   # a family: the backbones of one dataset
 
@@ -281,9 +318,12 @@ def random_cnn_claims(df: pd.DataFrame) -> list[dict]:
     t = random_cnn_table(df) if len(df) else pd.DataFrame()
     return [claim_family('C3', ds, g.reset_index(drop=True)) for ds, g in t.groupby('dataset', sort=True)] if len(t) else []
 
+RANDOM_CNN_COLUMNS = {f'{s}_{k}': f'{s} {v}' for s in ('classwise', 'elementwise') for k, v in
+                      (('chance', 'ρ by chance'), ('z', 'z'), ('max_p', 'max p'))} | {f'{s}_rho': measure_name(f'{s}_rho') for s in ('classwise', 'elementwise')}
+
 def plot_permutation_null(df: pd.DataFrame):
     "Figure: per (dataset, backbone), the classwise rho of shuffled class labels against the untrained CNN's."
-    plt = pyplot(); groups = list(df.groupby(['dataset', 'config']))
+    plt = pyplot(); groups = list(df.groupby(['dataset', 'config'])); titles = regime_titles(df)
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.2), squeeze=False)
     for ax, ((ds, bb), g) in zip(axes[0], groups):
         rec = read_result(g.sort_values('seed').iloc[0]['file']); n = rec['dataset']['n_classes']
@@ -292,7 +332,8 @@ def plot_permutation_null(df: pd.DataFrame):
         null = [classwise_spearman(De[np.ix_(p, p)], Dt)[0] for p in perms[:300]]
         ax.hist(null, bins=30, color='grey', alpha=0.7, label='shuffled class labels')
         ax.axvline(rec['metrics']['classwise']['observed'], color='C3', label='untrained CNN')
-        ax.set(title=f'{ds}\n{bb}, init seed {rec["seed"]}', xlabel='classwise Spearman ρ'); ax.legend(fontsize=7)
+        ax.set_title(f'{titles[ds]}\nuntrained {BACKBONE_NAMES.get(bb, bb)}, init seed {rec["seed"]}', fontsize=9)
+        ax.set(xlabel='classwise Spearman ρ', ylabel='label permutations'); ax.legend(fontsize=8)
     return fig
 
 def random_cnn_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
@@ -302,8 +343,8 @@ def random_cnn_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
                 placeholder_figure('random_cnn_permutation', 'No random-CNN results yet: run `hier-repro grid random_cnn`', figures_dir)]
     t = random_cnn_table(df)
     show = t.drop(columns=['measure', 'diff', 'ci_low', 'ci_high', 'p', 'dataset'])
-    show[['classwise max p', 'elementwise max p', 'p_adj']] = show[['classwise max p', 'elementwise max p', 'p_adj']].map(lambda v: f'{v:.2g}')
-    show = show[[c for c in show.columns if c != 'holds'] + ['holds']]
+    show[['classwise_max_p', 'elementwise_max_p', 'p_adj']] = show[['classwise_max_p', 'elementwise_max_p', 'p_adj']].map(lambda v: f'{v:.2g}')
+    show = show[[c for c in show.columns if c != 'holds'] + ['holds']].rename(columns=RANDOM_CNN_COLUMNS)
     d = Path(figures_dir or figures_root())
     atomic_write(d / 'random_cnn.md', '### C3: untrained CNNs vs chance (permutation test of class labels)\n\n' + to_markdown(show.set_index('claim'))
                  + '\n"holds": the largest p over initialisations of the classwise correlation (the permutation test of each), Holm-adjusted '

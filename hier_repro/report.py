@@ -11,7 +11,7 @@ import pandas as pd
 
 from .core import repo_root, runs_root, results_root, figures_root, atomic_write, record_dirty, temporary_environ
 from .experiments import get_experiment, list_experiments, require_clean, grid_todo, run_many, coerce, RUN_OPTIONS
-from .tables import load_results, family_verdict, to_markdown
+from .tables import load_results, family_verdict, to_markdown, regime_titles
 from . import proxydr, avgk, dmlcrc, probe   # the papers and the probe: their specs enter the registry
 
 # %% auto #0
@@ -21,7 +21,7 @@ __all__ = ['VERDICT_ORDER', 'VERDICT_NOTE', 'provenance', 'verdict_families', 'v
 
 # %% ../nbs/12_report.ipynb #b6b887a5
 def provenance(df: pd.DataFrame) -> str:
-    "Where a section's numbers come from: regimes, runs, devices, commits and dirty records."
+    "Where a section's numbers come from: regimes (in words and by folder), runs, devices, commits and dirty records."
     devs = ', '.join(sorted({str(v) for v in df.get('device_name', pd.Series(dtype=str)).dropna()})) or 'unknown'
     devs = devs.replace('x86_64 x2', 'CPU (x86_64, 2 cores)')
     info = df.reindex(columns=['git_sha', 'git_dirty']).dropna(subset=['git_sha'])
@@ -29,7 +29,9 @@ def provenance(df: pd.DataFrame) -> str:
     counts = shas.str.replace('+dirty', '', regex=False).str[:10].value_counts()
     dirty = sum(record_dirty({'git_sha': s, 'git_dirty': None if pd.isna(g) else g}) for s, g in zip(shas, info['git_dirty']))
     code = f'{len(counts)} commit(s), mostly {counts.index[0]}; {dirty} of {len(shas)} records from a dirty tree' if len(counts) else 'unknown'
-    regs = ', '.join(f'{r} ({n} runs)' for r, n in df['dataset'].value_counts().sort_index().items())
+    titles = regime_titles(df) if 'file' in df else {}   # the regime in words, then its folder
+    regs = '; '.join(f'{titles[r]} [`{r}`, {n} runs]' if titles.get(r, r) != r else f'{r} ({n} runs)'
+                     for r, n in df['dataset'].value_counts().sort_index().items())
     return f'_Data / regime: {regs}. Machine: {devs}. Code: {code} (each record has its git sha)._\n'
 
 # %% ../nbs/12_report.ipynb #6678bdf3

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_tables.ipynb #f966229c
 from __future__ import annotations
-import warnings
+import re, warnings
 from pathlib import Path
 from typing import Callable
 
@@ -14,11 +14,12 @@ import pandas as pd
 from .core import results_root, figures_root, atomic_write, read_result
 
 # %% auto #0
-__all__ = ['RECORD_KEYS', 'ALPHA', 'CLAIM_NOTE', 'CLAIM_TABLE_COLUMNS', 'CLAIM_CI_COLUMNS', 'P_COLUMNS', 'flatten',
-           'load_records', 'load_results', 'mean_sd', 'format_table', 'to_markdown', 'to_latex', 'write_table',
-           'claim_row', 'paired_values', 'holm_family', 'claim_table', 'claim_family', 'family_verdict', 'n_rows',
-           'write_claims', 'order', 'pyplot', 'save_figure', 'placeholder_figure', 'curve_frame',
-           'plot_training_curves']
+__all__ = ['RECORD_KEYS', 'MEASURE_NAMES', 'MEASURE_PARTS', 'DATASET_NAMES', 'BACKBONE_NAMES', 'REGIME_KINDS', 'ALPHA',
+           'CLAIM_NOTE', 'CLAIM_TABLE_COLUMNS', 'CLAIM_CI_COLUMNS', 'P_COLUMNS', 'flatten', 'load_records',
+           'load_results', 'mean_sd', 'format_table', 'measure_name', 'display_columns', 'regime_title',
+           'regime_titles', 'to_markdown', 'to_latex', 'write_table', 'claim_row', 'paired_values', 'holm_family',
+           'claim_table', 'claim_family', 'family_verdict', 'n_rows', 'write_claims', 'order', 'pyplot', 'save_figure',
+           'placeholder_figure', 'curve_frame', 'plot_training_curves']
 
 # %% ../nbs/08_tables.ipynb #09b1e309
 def flatten(d: dict, prefix: str = '') -> dict:
@@ -103,6 +104,68 @@ def format_table(stats: pd.DataFrame,           # mean_sd output
     out = pd.DataFrame(cols, index=stats.index)
     return out[[c for c in out.columns if c != 'seeds'] + ['seeds']]
 
+# %% ../nbs/08_tables.ipynb #78627cbf
+MEASURE_NAMES = {   # measure id -> what a table shows: the measure's name and which way is better
+    'top1': 'top-1 acc ↑', 'top5': 'top-5 acc ↑', 'macro_top1': 'macro top-1 acc ↑', 'acc': 'acc ↑',
+    'classwise_rho': 'classwise ρ ↑', 'elementwise_rho': 'elementwise ρ ↑', 'norm_rf': 'norm. RF ↓',
+    'ahc': 'AHC ↓', 'ahd_at_5': 'AHD@5 ↓', 'hp_at_5': 'HP@5 ↑', 'hs_at_250': 'HS@250 ↑', 'ahs_at_250': 'AHS@250 ↑',
+    'map_at_r': 'MAP@R ↑', 'p_at_1': 'P@1 ↑', 'r_precision': 'R-precision ↑',
+    'avgk_acc': 'avg-K acc ↑', 'avgk_acc_macro': 'macro avg-K acc ↑', 'topk_acc': 'top-K acc ↑', 'topk_acc_macro': 'macro top-K acc ↑',
+    'set_size_dev': 'abs(set size − K) ↓', 'avgk_few': 'avg-K acc (few) ↑', 'avgk_medium': 'avg-K acc (medium) ↑', 'avgk_many': 'avg-K acc (many) ↑',
+}
+MEASURE_PARTS = {'proxy': 'proxies', 'proto': 'class means', 'residual': 'by residual', 'softmax': 'by softmax head'}   # prefix -> words
+
+def measure_name(m: str  # a measure id: 'ahc', 'proxy.ahc', 'avgk_few vs avgk_many'
+                ) -> str:
+    "The display name of measure id `m` with its better direction; an unknown id is returned as it is."
+    if m in MEASURE_NAMES: return MEASURE_NAMES[m]
+    if ' vs ' in m: return ' vs '.join(map(measure_name, m.split(' vs ')))
+    part, dot, base = m.rpartition('.')
+    return f'{MEASURE_NAMES[base]} ({MEASURE_PARTS.get(part, part)})' if dot and base in MEASURE_NAMES else m
+
+def display_columns(t: pd.DataFrame) -> pd.DataFrame:
+    "`t` with its measure columns renamed to their display names (other columns unchanged)."
+    return t.rename(columns=lambda c: measure_name(c) if isinstance(c, str) else c)
+
+# %% ../nbs/08_tables.ipynb #2010b7f1
+DATASET_NAMES = {'fashion_mnist_small': 'Fashion-MNIST', 'fashion_mnist': 'Fashion-MNIST', 'cifar100': 'CIFAR-100', 'cub': 'CUB-200-2011',
+                 'nabirds': 'NABirds', 'flowers102': 'Oxford Flowers 102', 'pets': 'Oxford-IIIT Pets', 'plantnet300k': 'Pl@ntNet-300K',
+                 'imagenet1k': 'ImageNet-1k'}
+BACKBONE_NAMES = {'smallcnn': 'SmallCNN', 'resnet18': 'ResNet-18', 'resnet50': 'ResNet-50', 'vgg19': 'VGG-19', 'efficientnet_lite0': 'EfficientNet-Lite0'}
+REGIME_KINDS = {'frozen': 'frozen {weights} {net}', 'finetuned': 'fine-tuned {weights} {net}', 'scratch': '{net} trained from scratch'}
+
+def _dataset_words(ds: str, record: dict | None) -> str:
+    "'CUB-200-2011 subset (100 classes, 128 px)': the dataset's name, then what of it ran, from the record when there is one."
+    info = (record or {}).get('dataset') or {}; desc = info.get('description') or {}
+    name = DATASET_NAMES.get(ds) or re.split(r' \(|, |: ', desc.get('title', ''))[0] or ds
+    if not record: return name
+    n, ids, cfg = info.get('n_classes'), desc.get('class_ids') or [], record.get('config') or {}
+    subset = bool(desc.get('classes_subset')) or (bool(ids) and n is not None and n < max(ids))   # ids of a partial copy skip some
+    px = ((desc.get('features') or {}).get('image_size') or [cfg.get('image_size') or (desc.get('image_shape') or [None])[-1]])[0]
+    parts = (['embedded subset'] if 'embedded' in desc.get('title', '') else []) + ([f'{n} classes'] if n else []) + ([f'{px} px'] if px else [])
+    return name + (' subset' if subset else '') + (f" ({', '.join(parts)})" if parts else '')
+
+def regime_title(regime: str,              # '<dataset>__<backbone>-<frozen|finetuned|scratch>' or '<dataset>'
+                 record: dict | None = None # a result record of the regime: class count, image size, weights
+                ) -> str:
+    "What ran, in words: the dataset (and what of it), then the network and how it was trained."
+    ds, _, model = regime.partition('__')
+    net, _, kind = model.rpartition('-')
+    words = _dataset_words(ds, record)
+    if not model: return words
+    if kind not in REGIME_KINDS: return f'{words}, {BACKBONE_NAMES.get(model, model)}'
+    pretrained = ((record or {}).get('config') or {}).get('pretrained', True)
+    return f"{words}, {REGIME_KINDS[kind].format(weights='ImageNet' if pretrained is not False else 'randomly initialised', net=BACKBONE_NAMES.get(net, net))}"
+
+def regime_titles(df: pd.DataFrame) -> dict[str, str]:
+    "{regime: `regime_title`} of each regime (`dataset` column) in a `load_results` frame, from its first record (the id's words alone when it cannot be read)."
+    out = {}
+    for reg, g in df.groupby('dataset', sort=True) if len(df) else []:
+        try: rec = read_result(g['file'].iloc[0]) if 'file' in g else None
+        except (OSError, ValueError): rec = None
+        out[reg] = regime_title(reg, rec)
+    return out
+
 # %% ../nbs/08_tables.ipynb #a7a17998
 def to_markdown(t: pd.DataFrame) -> str:
     "A pipe table (no extra dependency): index columns first."
@@ -110,11 +173,14 @@ def to_markdown(t: pd.DataFrame) -> str:
     head = '| ' + ' | '.join(map(str, t.columns)) + ' |\n|' + '---|' * len(t.columns) + '\n'
     return head + ''.join('| ' + ' | '.join(map(str, r)) + ' |\n' for r in t.itertuples(index=False))
 
+_TEX = {'↑': r'$\uparrow$', '↓': r'$\downarrow$', 'ρ': r'$\rho$', '−': '-', '—': '--'}
+def _tex_symbols(s: str) -> str: return re.sub('|'.join(_TEX), lambda m: _TEX[m.group()], s)
+
 def to_latex(t: pd.DataFrame, caption: str = '') -> str:
     "A booktabs tabular of a formatted table."
-    t = t.reset_index(); esc = lambda s: str(s).replace('_', r'\_').replace('%', r'\%')
+    t = t.reset_index(); esc = lambda s: _tex_symbols(str(s).replace('_', r'\_').replace('%', r'\%'))
     lines = [r'\begin{tabular}{' + 'l' * len(t.columns) + '}', r'\toprule', ' & '.join(esc(c) for c in t.columns) + r' \\', r'\midrule']
-    lines += [' & '.join(str(v) if str(v).startswith(r'\textbf') or '$' in str(v) else esc(v) for v in r) + r' \\' for r in t.itertuples(index=False)]
+    lines += [' & '.join(_tex_symbols(str(v)) if str(v).startswith(r'\textbf') or '$' in str(v) else esc(v) for v in r) + r' \\' for r in t.itertuples(index=False)]
     lines += [r'\bottomrule', r'\end{tabular}']
     return (f'% {caption}\n' if caption else '') + '\n'.join(lines) + '\n'
 
@@ -126,14 +192,14 @@ def write_table(name: str, stats: pd.DataFrame, title: str,
                 group: tuple | None = None,  # bold the best within these index levels
                 note: str = ''               # text under the markdown table
                ) -> Path:
-    "Write figures/<name>.md/.tex/.csv for a mean/sd table; a note instead when `stats` is empty."
+    "Write figures/<name>.md/.tex/.csv for a mean/sd table (display names in .md/.tex, measure ids in .csv); a note instead when `stats` is empty."
     d = Path(figures_dir or figures_root())
     if stats.empty:
         msg = f'No results yet for this table. {missing}'.strip()
         atomic_write(d / f'{name}.md', f'### {title}\n\n_{msg}_\n'); atomic_write(d / f'{name}.tex', f'% {title}: {msg}\n')
         atomic_write(d / f'{name}.csv', f'# {msg}\n'); return d / f'{name}.md'
-    atomic_write(d / f'{name}.md', f'### {title}\n\n' + to_markdown(format_table(stats, lower_is_better, digits, 'md', group)) + note)
-    atomic_write(d / f'{name}.tex', to_latex(format_table(stats, lower_is_better, digits, 'tex', group), title))
+    atomic_write(d / f'{name}.md', f'### {title}\n\n' + to_markdown(display_columns(format_table(stats, lower_is_better, digits, 'md', group))) + note)
+    atomic_write(d / f'{name}.tex', to_latex(display_columns(format_table(stats, lower_is_better, digits, 'tex', group)), title))
     flat = stats.copy(); flat.columns = [f'{m}_{s}' for m, s in flat.columns]
     atomic_write(d / f'{name}.csv', flat.reset_index().to_csv(index=False, float_format='%.6g'))
     return d / f'{name}.md'
@@ -246,13 +312,14 @@ def n_rows(t: pd.DataFrame) -> int: return 0 if t is None else len(t)
 P_COLUMNS = ('t_p', 'wilcoxon_p', 'sign_flip_p', 'p', 'p_adj')
 
 def write_claims(name: str, t: pd.DataFrame, title: str, note: str = '', figures_dir=None) -> Path:
-    "figures/<name>.md/.csv/.tex for a claim table (p-values in scientific notation; the CI columns in the CSV only)."
+    "figures/<name>.md/.csv/.tex for a claim table (p-values in scientific notation; the CI columns in the CSV only; measure display names in .md/.tex, ids in .csv)."
     d = Path(figures_dir or figures_root())
     if t.empty:
         atomic_write(d / f'{name}.md', f'### {title}\n\n_No results yet. {note}_\n'); return d / f'{name}.md'
     show = t.drop(columns=[c for c in CLAIM_CI_COLUMNS if c in t.columns])
     for c in P_COLUMNS:
         if c in show: show[c] = [('—' if pd.isna(v) else f'{v:.2g}') for v in show[c]]
+    if 'measure' in show: show['measure'] = show['measure'].astype(str).map(measure_name)
     atomic_write(d / f'{name}.md', f'### {title}\n\n' + to_markdown(show.set_index('claim')) + (f'\n{note}\n' if note else ''))
     atomic_write(d / f'{name}.csv', t.to_csv(index=False, float_format='%.6g'))
     atomic_write(d / f'{name}.tex', to_latex(show.set_index('claim'), title))

@@ -65,6 +65,12 @@ def test_report_on_synthetic_results(tmp_path):
     assert v[['claim', 'regime']].values.tolist() == [['C1', 'toy__net-frozen'], ['C2', 'toy__net-frozen'], ['C3', 'toy']]
     assert v.loc[1, 'rows_hold'].endswith('of 24')                                     # 30 C2 rows less the 6 degenerate ones
     assert '### Verdicts' in (fig / 'VERDICTS.md').read_text()
+    from hier_repro.tables import MEASURE_NAMES
+    for md in fig.glob('*.md'):   # a reader's table names its measures (with the better direction); the CSV keeps the ids
+        for line in md.read_text().splitlines():
+            if line.startswith('| '): assert not set(line.split(' | ')) & set(MEASURE_NAMES), (md.name, line)
+    assert '| AHD@5 ↓ |' in (fig / 'proxydr_toy__net-frozen_proxy.md').read_text()
+    assert 'ahd_at_5_mean' in (fig / 'proxydr_toy__net-frozen_proxy.csv').read_text()
     first = _digest(fig)
     make_report(res, fig, verbose=False)
     assert _digest(fig) == first          # running it twice changes nothing
