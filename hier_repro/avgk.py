@@ -328,11 +328,18 @@ def _gain_row(v: pd.Series, label: str, measure: str) -> dict:
     return r | dict(direction='gain > 0', B='0', test=r['test'].replace('paired t', 'one-sample t vs 0'))
 
 def avgk_claims(df: pd.DataFrame, measure: str = 'avgk_acc') -> dict[str, pd.DataFrame]:
-    "The A1, A2 and A3 comparison tables of one regime's frame (keys 'A1', 'A2', 'A3_noise', 'A3_bins')."
+    "The A1, A2 and A3 comparison tables of one regime's frame (keys 'A1', 'A2', 'A3_noise', 'A3_bins'); A1 also at the last epoch and for the two-head variants present."
+    last = df[df['epoch'] == 'last'] if 'epoch' in df else df.iloc[:0]        # `avgk_frame(last=True)` rows: the last epoch's weights
+    df = df[df['epoch'] != 'last'] if 'epoch' in df else df
+    variants = sorted(m for m in df['model'].unique() if m.startswith('two_head-') and ':' not in m)   # lambda / warm-up variants of a sweep
+    some = lambda t: t[t['seeds'] > 0] if len(t) else t                          # only the data variants where both models ran
     out = {}
     out['A1'] = pd.concat([compare_avgk(df, 'two_head', 'ce', measure, ('data', 'K'), label='A1 two_head > ce'),
                            compare_avgk(df, 'two_head', 'ce', measure, ('data',), label='A1 two_head > ce (all K)'),
-                           compare_avgk(df, 'two_head:softmax', 'ce', measure, ('data',), label='two_head:softmax > ce (all K)')], ignore_index=True)
+                           compare_avgk(df, 'two_head:softmax', 'ce', measure, ('data',), label='two_head:softmax > ce (all K)')]
+                          + [some(compare_avgk(df, v, 'ce', measure, ('data', 'K'), label=f'A1 {v} > ce')) for v in variants]
+                          + ([some(compare_avgk(last, 'two_head@last', 'ce@last', measure, ('data', 'K'), label='A1 two_head > ce, last epoch'))]
+                             if len(last) else []), ignore_index=True)
     out['A2'] = pd.concat([compare_avgk(df, 'two_head', b, measure, by, label=f'A2 two_head > {b}' + (' (all K)' if by == ('data',) else ''))
                            for b in BASELINES for by in (('data', 'K'), ('data',))], ignore_index=True)
     g = gains(df)
@@ -354,14 +361,14 @@ def avgk_claims(df: pd.DataFrame, measure: str = 'avgk_acc') -> dict[str, pd.Dat
     out['A3_noise'], out['A3_bins'] = (a3[a3['part'] == p].drop(columns='part').reset_index(drop=True) for p in ('noise', 'bins'))
     return out
 
-A_HEADLINES = {'A1': ('A1 two_head > ce data=p0 K=2',), 'A2': ('A2 two_head > an data=p0 K=2',),
+A_HEADLINES = {'A1': ('A1 two_head > ce data=p0 K=2',), 'A2': ('A2 two_head > an data=p0 K=2', 'A2 two_head > wan data=p0 K=2'),
                'A3': ('A3 gain(p0.5) > gain(p0)', 'A3 gain(few) > gain(many), p0-lt100', 'A3 gain over ce, p0')}
 
 def avgk_families(df: pd.DataFrame) -> list[dict]:
     "The A1, A2 and A3 claim families of every regime (`tables.load_results` rows; records re-read from `file`)."
     if df.empty or 'file' not in df.columns: return []
     out = []
-    for reg, d in avgk_frame(list(df['file'])).groupby('regime', sort=True):
+    for reg, d in avgk_frame(list(df['file']), last=True).groupby('regime', sort=True):
         cl = avgk_claims(d)
         cl['A3'] = pd.concat([cl.pop('A3_noise'), cl.pop('A3_bins')], ignore_index=True)
         out += [claim_family(k, reg, cl[k], A_HEADLINES[k]) for k in ('A1', 'A2', 'A3')]
@@ -434,12 +441,13 @@ def avgk_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
     if df.empty or 'file' not in df.columns:
         return [write_table('avgk_measures', pd.DataFrame(), 'Average-K: measures per model',
                             missing='Run `hier-repro grid avgk --seeds 1-3` (or papermill nbs/exp_avgk.ipynb -p grid True).', figures_dir=figures_dir)]
-    fr, written, titles = avgk_frame(list(df['file'])), [], regime_titles(df)
-    for reg, d in fr.groupby('regime', sort=True):
+    fr, written, titles = avgk_frame(list(df['file']), last=True), [], regime_titles(df)
+    for reg, d_all in fr.groupby('regime', sort=True):
+        d = d_all[d_all['epoch'] == 'best']
         name, what = f'avgk_{reg}', titles.get(reg) or regime_title(reg)
         written.append(write_table(f'{name}_measures', measures_table(d), f'Average-K on {what}: measures per data variant, K and model (mean ± sd over seeds)',
                                    lower_is_better=('set_size_dev',), figures_dir=figures_dir, group=('data', 'K'), note=MEASURES_NOTE))
-        for key, t in avgk_claims(d).items():
+        for key, t in avgk_claims(d_all).items():
             written.append(write_claims(f'{name}_claim_{key.lower()}', claims_view(t), f'{CLAIM_TITLES.get(key, key)} on {what}', AVGK_NOTE, figures_dir))
         written.append(save_figure(plot_avgk_vs_K(d), f'{name}_avgk_vs_K', figures_dir))
         k2 = [f for f in df['file'] if read_result(f).get('regime') == reg and read_result(f).get('K') == 2]   # K = 2: at most six models a panel

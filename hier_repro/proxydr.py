@@ -28,9 +28,9 @@ __all__ = ['PROXYDR_DEFAULTS', 'PROXYDR_HELP', 'PROXYDR_TEST_GRID', 'RANDOM_CNN_
            'RANDOM_CNN_COLUMNS', 'E2E_GRID', 'PROXYDR', 'RANDOM_CNN', 'run_proxydr', 'grid_proxydr', 'run_random_cnn',
            'grid_random_cnn', 'check_proxydr', 'build_proxydr', 'evaluate_proxydr', 'resolve_random_cnn',
            'prepare_random_cnn', 'evaluate_random_cnn', 'c1_rows', 'c2_rows', 'regime_tree', 'degenerate_measures',
-           'proxydr_claims', 'proxydr_tables', 'plot_hs_curves', 'plot_dendrograms', 'plot_distance_vs_tree',
-           'proxydr_figures', 'proxydr_report', 'random_cnn_table', 'random_cnn_claims', 'plot_permutation_null',
-           'random_cnn_report']
+           'proxydr_claims', 'rootless_note', 'proxydr_tables', 'plot_hs_curves', 'plot_dendrograms',
+           'plot_distance_vs_tree', 'proxydr_figures', 'proxydr_report', 'random_cnn_table', 'random_cnn_claims',
+           'plot_permutation_null', 'random_cnn_report']
 
 # %% ../nbs/09_proxydr.ipynb #827d39e0
 PROXYDR_DEFAULTS = COMMON_DEFAULTS | dict(model='proxydr', option='standard', scale=10.0, alpha=0.01, mds_steps=1000, R=250,
@@ -169,6 +169,14 @@ def proxydr_claims(df: pd.DataFrame) -> list[dict]:
     return out
 
 # %% ../nbs/09_proxydr.ipynb #8b70fc1c
+def rootless_note(df: pd.DataFrame) -> str:
+    "A footnote when a regime's NormFace 'dynamic' records ran without a root of their scale condition (fewer than 23 classes); '' otherwise."
+    dyn = df[df['config'].astype(str).str.startswith('normface-') & df['config'].astype(str).str.contains('dynamic')] if len(df) else df
+    if not any((read_result(f).get('fit') or {}).get('scale_root') is False for f in dyn.get('file', [])): return ''
+    return (' NormFace "dynamic" rows: its scale condition has no root for this number of classes (it needs at least 23), so its scale '
+            'starts at fsolve\'s best point (s ≈ 1.5) and has no equilibrium to move to, as in the official code: those rows compare '
+            'ProxyDR against a NormFace at an arbitrary scale.')
+
 def proxydr_tables(df: pd.DataFrame, figures_dir=None) -> list[Path]:
     "Per regime: the measures table (proxies and class means) and the C1 / C2 claim tables."
     if df.empty:
@@ -191,7 +199,7 @@ def proxydr_tables(df: pd.DataFrame, figures_dir=None) -> list[Path]:
         note = CLAIM_NOTE if key == 'c1' else ('AHC (average hierarchical cost) and AHD@5 (average hierarchical distance of the top 5): lower is better; '
                                                'HP@5, HS@250, AHS@250: higher is better. ' + CLAIM_NOTE +
                                                ' "n/a (measure degenerate)": HP@5 is 1 for any classifier on this tree (not a test).')
-        written.append(write_claims(f'proxydr_{reg}_claim_{key}', fam['table'], title, note, figures_dir))
+        written.append(write_claims(f'proxydr_{reg}_claim_{key}', fam['table'], title, note + rootless_note(df[df['dataset'] == reg]), figures_dir))
     return written
 
 # %% ../nbs/09_proxydr.ipynb #0041d67f
