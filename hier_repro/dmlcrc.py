@@ -207,7 +207,7 @@ DMLCRC = register(Experiment(
     title='DML-CRC: a learned Mahalanobis metric in a collaborative-representation loss',
     plans={'quick': dict(grid=True, seeds='1-3'), 'e2e': dict(grid=True, seeds='1-3', profile='e2e'),
            'paper': dict(grid=True, seeds='1-3', profile='paper', backbone='vgg19')}, help=DMLCRC_HELP,
-    types=dict(metric_dim=int), choices=dict(method=DMLCRC_METHODS, dictionary=('memory', 'full', 'batch')), rank=4))
+    types=dict(metric_dim=int, renorm=bool, l_penalty=float), choices=dict(method=DMLCRC_METHODS, dictionary=('memory', 'full', 'batch')), rank=4))
 
 run_dmlcrc, grid_dmlcrc = partial(run, DMLCRC), partial(grid, DMLCRC)
 
@@ -253,8 +253,12 @@ def dmlcrc_claims(df, claims=CLAIMS, measure: str = 'top1'):
     sm = df[df['config'] == 'softmax'].copy() if len(df) and f'residual.{measure}' in df else df.iloc[:0]
     df = pd.concat([df, sm.assign(config='crc_on_softmax', **{measure: sm[f'residual.{measure}']})], ignore_index=True) if len(sm) else df
     for reg in sorted(df['dataset'].unique()) if len(df) else []:
-        rows = [(f'{c}: {a} > {b}', {'config': a}, {'config': b}, measure, 'greater') for c, a, b in claims]
-        t = claim_table(df[df['dataset'] == reg], rows); t.insert(0, 'regime', reg); t.insert(1, 'family', [c for c, _, _ in claims])
+        names = set(df.loc[df['dataset'] == reg, 'config'].astype(str))
+        matched = [('D2', f'dmlcrc-{s}', f'collab_identity-{s}') for s in sorted(n.split('-', 1)[1] for n in names if n.startswith('dmlcrc-'))
+                   if f'collab_identity-{s}' in names]   # like-for-like D2: both arms with the same options (e.g. learned tau, selection)
+        cl = list(claims) + matched
+        rows = [(f'{c}: {a} > {b}', {'config': a}, {'config': b}, measure, 'greater') for c, a, b in cl]
+        t = claim_table(df[df['dataset'] == reg], rows); t.insert(0, 'regime', reg); t.insert(1, 'family', [c for c, _, _ in cl])
         t = t[t['seeds'] > 0]   # a regime without a method (the e2e profile has no closed forms) has no row for it
         out.append(holm_family(t, by='family'))   # D1 and D2 are separate families
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()

@@ -371,7 +371,7 @@ PROXYDR = register(Experiment(
     summary=_proxydr_summary, report=proxydr_report, claims=proxydr_claims, title='ProxyDR: hierarchies in classification-based metric learning',
     notebook='exp_proxydr', plans={'quick': dict(grid=True, seeds='1-5'), 'e2e': dict(grid=True, seeds='1-3', profile='e2e'),
                                    'paper': dict(grid=True, seeds='1-5', profile='paper')},
-    help=PROXYDR_HELP, choices=dict(model=sorted({m for m, _ in PROXYDR_GRID}), option=list(dict.fromkeys(o for _, o in PROXYDR_GRID))), rank=1))
+    help=PROXYDR_HELP, types=dict(scale_lr=float), choices=dict(model=sorted({m for m, _ in PROXYDR_GRID}), option=list(dict.fromkeys(o for _, o in PROXYDR_GRID))), rank=1))
 
 RANDOM_CNN = register(Experiment(
     'random_cnn', RANDOM_CNN_DEFAULTS, evaluate=evaluate_random_cnn, resolve=resolve_random_cnn, prepare=prepare_random_cnn,
