@@ -12,7 +12,8 @@ import pandas as pd
 import torch
 
 from .core import read_result
-from .experiments import (Experiment, register, run, grid, resolve_config, COMMON_DEFAULTS, prepare_data, make_backbone)
+from .experiments import (Experiment, register, run, grid, resolve_config, COMMON_DEFAULTS, prepare_data, make_backbone,
+                                    profile_layers, SMALL_DATASETS)
 from .heads import make_avgk_model, AVGK_METHODS
 from .losses import make_avgk_loss
 from .metrics import average_k_threshold, average_k_accuracy, average_k_set_sizes, topk_accuracy
@@ -21,13 +22,14 @@ from .tables import (claim_row, mean_sd, write_table, write_claims, save_figure,
 from .training import predict, resolve_device
 
 # %% auto #0
-__all__ = ['AVGK_DEFAULTS', 'AVGK_HELP', 'K_FREE_METHODS', 'FREQ_BINS', 'SWEEP_KS', 'EVIDENCE_VARIANTS', 'E2E_AXES', 'AVGK',
-           'run_avgk', 'grid_avgk', 'FRAME_MEASURES', 'BASELINES', 'A_HEADLINES', 'TABLE_MEASURES', 'MODEL_ORDER',
-           'AVGK_NOTE', 'MEASURES_NOTE', 'CLAIM_TITLES', 'check_avgk', 'data_tag', 'config_name', 'selects_on_k',
-           'training_name', 'class_frequency_bins', 'head_scores', 'avgk_measures', 'model_heads', 'bins_info',
-           'evaluate_avgk', 'avgk_data', 'build_avgk', 'train_config', 'avgk_val_score', 'last_epoch_metrics',
-           'default_variants', 'avgk_frame', 'compare_avgk', 'gains', 'avgk_claims', 'avgk_families', 'measures_table',
-           'plot_avgk_vs_K', 'plot_gain_by_bin', 'claims_view', 'avgk_report']
+__all__ = ['AVGK_DEFAULTS', 'AVGK_HELP', 'K_FREE_METHODS', 'FREQ_BINS', 'SWEEP_KS', 'EVIDENCE_VARIANTS', 'E2E_AXES', 'AVGK_PAPER',
+           'AVGK', 'run_avgk', 'grid_avgk', 'FRAME_MEASURES', 'BASELINES', 'A_HEADLINES', 'TABLE_MEASURES',
+           'MODEL_ORDER', 'AVGK_NOTE', 'MEASURES_NOTE', 'CLAIM_TITLES', 'check_avgk', 'data_tag', 'config_name',
+           'selects_on_k', 'training_name', 'class_frequency_bins', 'head_scores', 'avgk_measures', 'model_heads',
+           'bins_info', 'evaluate_avgk', 'avgk_data', 'build_avgk', 'train_config', 'avgk_val_score',
+           'last_epoch_metrics', 'default_variants', 'resolve_avgk', 'avgk_frame', 'compare_avgk', 'gains',
+           'avgk_claims', 'avgk_families', 'measures_table', 'plot_avgk_vs_K', 'plot_gain_by_bin', 'claims_view',
+           'avgk_report']
 
 # %% ../nbs/10_avgk.ipynb #0b0e9119
 AVGK_DEFAULTS = COMMON_DEFAULTS | dict(
@@ -244,8 +246,22 @@ def default_variants(dataset: str) -> list[tuple]:
     return [(v.get('label_noise', 0.0), v.get('long_tail')) for v in vs]
 
 # %% ../nbs/10_avgk.ipynb #31dfd557
+AVGK_PAPER = {   # the paper profile: the authors' own protocols (papers/avgk.md), not ProxyDR's
+    'small': dict(backbone='resnet18', pretrained=False, frozen=False, optimizer='sgd', lr=0.1, weight_decay=1e-4, schedule='step@151,226',
+                  epochs=300, batch_size=64, augment='crop'),   # CIFAR-100 protocol (DenseNet-40-40 there: not among the backbones, ResNet-18 instead)
+    'photo': dict(backbone='resnet50', pretrained=True, frozen=False, optimizer='sgd', lr=0.002, schedule='step@20,25', epochs=30,
+                  batch_size=32, augment='crop'),           # Pl@ntNet-300K protocol
+}
+
+def resolve_avgk(defaults: dict, given: dict) -> dict:
+    "`profile_layers`, with the authors' protocol (`AVGK_PAPER`) under the paper profile for every key not given."
+    cfg = profile_layers(defaults, given)
+    if cfg['profile'] == 'paper':
+        cfg.update({k: v for k, v in AVGK_PAPER['small' if cfg['dataset'] in SMALL_DATASETS else 'photo'].items() if given.get(k) is None})
+    return cfg
+
 AVGK = register(Experiment(
-    'avgk', AVGK_DEFAULTS, evaluate=evaluate_avgk, build=build_avgk, check=check_avgk, prepare=avgk_data,
+    'avgk', AVGK_DEFAULTS, evaluate=evaluate_avgk, build=build_avgk, check=check_avgk, prepare=avgk_data, resolve=resolve_avgk,
     stem=config_name,
     train_config=train_config, train_stem=training_name, extra=_avgk_extra, val_score=avgk_val_score,
     axes=lambda cfg: E2E_AXES if cfg.get('profile') == 'e2e' else {'method': list(AVGK_METHODS), 'K': [2, 3, 5],

@@ -19,11 +19,11 @@ from .training import fit, resolve_device
 # %% auto #0
 __all__ = ['COMMON_DEFAULTS', 'RUN_OPTIONS', 'PROFILES', 'QUICK_BY_DATASET', 'E2E_BY_DATASET', 'SMALL_DATASETS', 'KEY_TYPES',
            'RANGES', 'COMMON_CHOICES', 'NOTEBOOK_KEYS', 'Experiment', 'register', 'get_experiment', 'list_experiments',
-           'profile_layers', 'coerce', 'check_ranges', 'plain_layers', 'resolve_config', 'key_type', 'identity',
-           'config_hash', 'config_diff', 'regime', 'record_stem', 'results_dir_for', 'record_path', 'checkpoint_dir',
-           'ConfigMismatch', 'reusable', 'trim_split', 'load_dataset', 'prepare_data', 'make_backbone',
-           'dataset_summary', 'run', 'require_clean', 'grid_points', 'grid_todo', 'grid', 'run_groups', 'run_many',
-           'injected_parameters', 'notebook_config', 'notebook_seeds', 'show_training']
+           'profile_layers', 'coerce', 'parse_schedule', 'check_ranges', 'plain_layers', 'resolve_config', 'key_type',
+           'identity', 'config_hash', 'config_diff', 'regime', 'record_stem', 'results_dir_for', 'record_path',
+           'checkpoint_dir', 'ConfigMismatch', 'reusable', 'trim_split', 'load_dataset', 'prepare_data',
+           'make_backbone', 'dataset_summary', 'run', 'require_clean', 'grid_points', 'grid_todo', 'grid', 'run_groups',
+           'run_many', 'injected_parameters', 'notebook_config', 'notebook_seeds', 'show_training']
 
 # %% ../nbs/07_experiments.ipynb #e21d5bc0
 def _no_extra(cfg, data, model, loss, fitted, metrics) -> dict: return {}
@@ -161,12 +161,21 @@ RANGES = {   # key: (lowest value, whether it is allowed)
     'alpha': (0, False), 'mds_steps': (0, True), 'role_lr_mult': (0, False), 'K_train': (0, False), 'warmup_epochs': (0, True),
     'metric_dim': (1, True), 'long_tail': (1, True), 'l_penalty': (0, True), 'scale_lr': (0, False)}
 
-COMMON_CHOICES = dict(schedule=('constant', 'cosine'), selection=('top1', 'rule'))   # shared keys with a fixed set of values
+COMMON_CHOICES = dict(schedule=('constant', 'cosine', 'step@E1,E2'), selection=('top1', 'rule'))   # shared keys with a fixed set of values
+
+def parse_schedule(schedule: str | None) -> tuple[str, list]:
+    "('constant' | 'cosine' | 'step', milestones) of a schedule key: None = constant; 'step@151,226' = x0.1 at epochs 151 and 226."
+    s = schedule or 'constant'
+    if s in ('constant', 'cosine'): return s, []
+    if s.startswith('step@'):
+        try: return 'step', [int(e) for e in s[5:].split(',')]
+        except ValueError: pass
+    raise ValueError(f"schedule = {schedule!r} is not known: use 'constant', 'cosine' or 'step@E1,E2' (the lr x0.1 at epochs E1, E2, ...)")
 
 def check_ranges(cfg: dict) -> dict:
     "Refuse a value below its key's range (`RANGES`), a number that is not finite, or a shared key's value outside `COMMON_CHOICES`; None passes."
-    for k, allowed in COMMON_CHOICES.items():
-        if cfg.get(k) is not None and cfg[k] not in allowed: raise ValueError(f"{k} = {cfg[k]!r} is not known: use one of {', '.join(allowed)}")
+    parse_schedule(cfg.get('schedule'))
+    if cfg.get('selection') not in (None, 'top1', 'rule'): raise ValueError(f"selection = {cfg['selection']!r} is not known: use top1 or rule")
     for k, (low, inclusive) in RANGES.items():
         v = cfg.get(k)
         if v is None or isinstance(v, bool) or not isinstance(v, (int, float)): continue
@@ -352,8 +361,9 @@ def _fit_run(e: Experiment, cfg: dict, data, run_dir: Path):
     model, loss = e.build(cfg, data)
     augment = None if cfg.get('frozen') or cfg.get('augment') in (None, 'none') else make_augment(cfg['augment'], data.image_shape)
     score = e.val_score(cfg, data) if cfg.get('selection') == 'rule' and e.val_score is not None else None
+    schedule, milestones = parse_schedule(cfg.get('schedule'))
     fitted = fit(model, loss, data, epochs=cfg['epochs'], lr=cfg['lr'], batch_size=cfg['batch_size'], optimizer=cfg.get('optimizer', 'adam'),
-                 weight_decay=cfg.get('weight_decay', 0.0), schedule=cfg.get('schedule') or 'constant', seed=cfg['seed'], run_dir=run_dir,
+                 weight_decay=cfg.get('weight_decay', 0.0), schedule=schedule, milestones=milestones, seed=cfg['seed'], run_dir=run_dir,
                  resume=not fresh, augment=augment, device=cfg['device'], val_score=score)
     if not fitted.finished: raise RuntimeError(f"training stopped early; run again to resume from {run_dir}")
     return model, loss, fitted
