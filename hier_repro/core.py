@@ -12,9 +12,9 @@ import numpy as np
 # %% auto #0
 __all__ = ['OUTPUT_DIRS', 'checkout_root', 'repo_root', 'work_root', 'results_root', 'figures_root', 'runs_root', 'package_data',
            'data_root', 'user_cache', 'cache_root', 'atomic_file', 'atomic_write', 'atomic_save', 'check_writable',
-           'jsonable', 'write_result', 'read_result', 'load_array_pickle', 'git_state', 'git_sha', 'run_info',
-           'record_dirty', 'parse_seeds', 'in_test', 'file_lock', 'progress_mode', 'LineProgress', 'progress',
-           'temporary_environ']
+           'jsonable', 'write_result', 'read_result', 'load_array_pickle', 'git_state', 'git_sha', 'code_state',
+           'run_info', 'record_dirty', 'parse_seeds', 'in_test', 'file_lock', 'progress_mode', 'LineProgress',
+           'progress', 'temporary_environ']
 
 # %% ../nbs/00_core.ipynb #ab8c9f71
 def checkout_root(package: str | Path | None = None  # the package folder (default: this package's)
@@ -178,14 +178,32 @@ def git_sha() -> str:
     s = git_state()
     return (s['sha'] or 'unknown') + ('+dirty' if s['dirty'] else '')
 
+# %% ../nbs/00_core.ipynb #bbf6d06f
+_LOADED: dict = {}
+
+def _sources_sha256() -> str:
+    "sha256 over the package's module files (names and bytes, sorted)."
+    import hier_repro
+    h = hashlib.sha256()
+    for f in sorted(Path(hier_repro.__file__).parent.glob('*.py')): h.update(f.name.encode() + b'\0' + f.read_bytes())
+    return h.hexdigest()
+
+def code_state() -> dict:
+    "`git_state()` and the sources' hash as they were when this process imported hier_repro (the code it runs)."
+    if not _LOADED: _LOADED.update(git_state(), sources_sha256=_sources_sha256())
+    return dict(_LOADED)
+
+code_state()   # taken at import
+
 # %% ../nbs/00_core.ipynb #6a521b6f
 def run_info(device='cpu') -> dict:
-    "git state, package versions (hier_repro's own too), device and machine of this process, and the time."
+    "git state of the code this process runs (`code_state`), package versions (hier_repro's own too), device and machine, and the time."
     import torch, torchvision, scipy, hier_repro
     dev = torch.device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'{platform.processor() or platform.machine()} x{os.cpu_count()}'
-    g = git_state()
-    return dict(git_sha=g['sha'], git_dirty=g['dirty'], git_diff_sha256=g['diff_sha256'], hier_repro=hier_repro.__version__,
+    g = code_state()
+    return dict(git_sha=g['sha'], git_dirty=g['dirty'], git_diff_sha256=g['diff_sha256'], sources_sha256=g['sources_sha256'],
+                hier_repro=hier_repro.__version__,
                 python=platform.python_version(),
                 torch=torch.__version__, torchvision=torchvision.__version__, numpy=np.__version__, scipy=scipy.__version__,
                 device=str(dev), device_name=name, hostname=platform.node(),
