@@ -356,8 +356,8 @@ def avgk_claims(df: pd.DataFrame, measure: str = 'avgk_acc') -> dict[str, pd.Dat
                           + [some(compare_avgk(df, v, 'ce', measure, ('data', 'K'), label=f'A1 {v} > ce')) for v in variants]
                           + ([some(compare_avgk(last, 'two_head@last', 'ce@last', measure, ('data', 'K'), label='A1 two_head > ce, last epoch'))]
                              if len(last) else []), ignore_index=True)
-    out['A2'] = pd.concat([compare_avgk(df, 'two_head', b, measure, by, label=f'A2 two_head > {b}' + (' (all K)' if by == ('data',) else ''))
-                           for b in BASELINES for by in (('data', 'K'), ('data',))], ignore_index=True)
+    out['A2'] = pd.concat([some(compare_avgk(df, 'two_head', b, measure, by, label=f'A2 two_head > {b}' + (' (all K)' if by == ('data',) else '')))
+                           for b in BASELINES for by in (('data', 'K'), ('data',))], ignore_index=True)   # the baselines a regime ran
     g = gains(df)
     clean = g[(g['label_noise'] == 0) & (g['long_tail'] == 0)].set_index(['K', 'seed'])
     rows, bins_rows = [], []

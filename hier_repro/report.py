@@ -11,11 +11,11 @@ import pandas as pd
 
 from .core import repo_root, runs_root, results_root, figures_root, atomic_write, record_dirty, temporary_environ
 from .experiments import get_experiment, list_experiments, require_clean, grid_todo, run_many, coerce, RUN_OPTIONS
-from .tables import load_results, family_verdict, to_markdown, regime_titles
+from .tables import load_results, family_verdict, to_markdown, regime_titles, regime_title, measure_name
 from . import proxydr, avgk, dmlcrc, probe   # the papers and the probe: their specs enter the registry
 
 # %% auto #0
-__all__ = ['VERDICT_ORDER', 'VERDICT_NOTE', 'provenance', 'verdict_families', 'verdict_table', 'regime_words', 'regime_contrasts',
+__all__ = ['VERDICT_ORDER', 'VERDICT_NOTE', 'provenance', 'verdict_families', 'verdict_table', 'regime_contrasts',
            'write_verdicts', 'make_report', 'show_section', 'plans', 'notebook_parameters', 'plan_points',
            'NotebookLog', 'reproduce']
 
@@ -61,23 +61,17 @@ def verdict_table(families: list[dict]) -> pd.DataFrame:
     out['_o'] = out['claim'].map({c: i for i, c in enumerate(VERDICT_ORDER)}).fillna(len(VERDICT_ORDER))
     return out.sort_values(['_o', 'regime'], kind='stable').drop(columns='_o').reset_index(drop=True)
 
-def regime_words(regime: str) -> str:
-    "'cub__resnet18-scratch' -> 'cub with a resnet18 trained from scratch' (a folder without a setting: its name)."
-    ds, _, setting = regime.partition('__')
-    if not setting: return ds
-    bb, _, how = setting.rpartition('-')
-    return f"{ds} with " + {'frozen': f'a frozen {bb}', 'scratch': f'a {bb} trained from scratch', 'finetuned': f'a fine-tuned {bb}'}.get(how, setting)
 
 def _verdict_words(v: str) -> str:
     return f"holds in {v.split(': ', 1)[1]}" if v.startswith('mixed') else v
 
-def regime_contrasts(vt: pd.DataFrame) -> list[str]:
-    "A sentence for every claim whose verdict (holds / does not hold / mixed) differs between regimes."
-    out = []
+def regime_contrasts(vt: pd.DataFrame, titles: dict | None = None) -> list[str]:
+    "A sentence for every claim whose verdict (holds / does not hold / mixed) differs between regimes (regimes in words: `titles` or `regime_title`)."
+    out, words = [], lambda r: (titles or {}).get(r) or regime_title(r)
     for claim, g in (vt.groupby('claim', sort=False) if len(vt) else []):
         g = g[g['verdict'].isin(['holds', 'does not hold']) | g['verdict'].str.startswith('mixed')]
         if g['verdict'].str.split(':').str[0].nunique() < 2: continue
-        parts = [f"{_verdict_words(v)} on {' and on '.join(regime_words(r) for r in gg['regime'])}" for v, gg in g.groupby('verdict', sort=False)]
+        parts = [f"{_verdict_words(v)} on {' and on '.join(words(r) for r in gg['regime'])}" for v, gg in g.groupby('verdict', sort=False)]
         out.append(f"{claim} " + '; it '.join(parts) + '.')
     return out
 
@@ -87,18 +81,21 @@ VERDICT_NOTE = ('Effect: mean over seeds of A - B for the headline row, with the
                 'Verdict: holds (all rows), does not hold (none), mixed, undetermined (n too small: only sign-flip tests that 3-4 seeds cannot '
                 'bring below 0.05) or n/a. The claim tables of each section give every row and the test used.')
 
-def write_verdicts(families: list[dict], figures_dir=None) -> Path:
+def write_verdicts(families: list[dict], figures_dir=None,
+                   titles: dict | None = None   # regime -> its words (`tables.regime_titles`); default `regime_title` of the id
+                  ) -> Path:
     "figures/VERDICTS.md and .csv: the verdict table and the sentences on claims whose verdict differs between regimes."
     d = Path(figures_dir or figures_root()); vt = verdict_table(families)
     if vt.empty:
         atomic_write(d / 'VERDICTS.csv', '# no claim families in these results\n')
         return atomic_write(d / 'VERDICTS.md', '### Verdicts\n\n_No claim results yet._\n')
-    show = pd.DataFrame({'claim': vt['claim'], 'regime': vt['regime'], 'headline': vt['headline'], 'measure': vt['measure'],
+    show = pd.DataFrame({'claim': vt['claim'], 'regime': [(titles or {}).get(r) or regime_title(r) for r in vt['regime']],
+                         'headline': vt['headline'], 'measure': [measure_name(m) if m != '—' else m for m in vt['measure']],
                          'effect (95% CI)': [f"{_fmt(a, '+.4f')} [{_fmt(l, '+.4f')}, {_fmt(h, '+.4f')}]" if not pd.isna(a) else '—'
                                              for a, l, h in zip(vt['diff'], vt['ci_low'], vt['ci_high'])],
                          'p (Holm)': [_fmt(p, '.2g') for p in vt['p_adj']], 'headline holds': vt['headline_holds'],
                          'rows holding (Holm)': vt['rows_hold'], 'verdict': vt['verdict'], 'paper': vt['paper'].replace('', '—')})
-    lines = regime_contrasts(vt)
+    lines = regime_contrasts(vt, titles)
     text = ('### Verdicts: every claim on every regime\n\n' + to_markdown(show.set_index('claim')) + f'\n{VERDICT_NOTE}\n'
             + (('\n' + '\n'.join(f'- {s}' for s in lines) + '\n') if lines else ''))
     atomic_write(d / 'VERDICTS.csv', vt.to_csv(index=False, float_format='%.6g'))
@@ -132,7 +129,7 @@ def make_report(results_dir=None, figures_dir=None, verbose: bool = True) -> Pat
             if p.suffix == '.md': parts.append(p.read_text(encoding='utf-8'))
             elif p.suffix == '.png': parts.append(f'![{p.stem}](figures/{p.name})\n')
     out = atomic_write(d / 'RESULTS.md', '\n'.join(parts) + '\n')
-    write_verdicts(verdict_families(df), d)   # every claim on every regime, one table
+    write_verdicts(verdict_families(df), d, regime_titles(df))   # every claim on every regime, one table
     if verbose: print(f'tables and figures in {d}/ ({len(list(d.glob("*.png")))} figures, {len(list(d.glob("*.md")))} tables); summary: {out}')
     return out
 
