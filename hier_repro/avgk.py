@@ -268,7 +268,7 @@ AVGK = register(Experiment(
                                                                    ('label_noise', 'long_tail'): default_variants(cfg.get('dataset') or 'fashion_mnist_small')},
     test_axes=lambda cfg: {'method': ['two_head', 'ce'], 'K': [2], ('label_noise', 'long_tail'): [(0.0, None)]},
     summary=_avgk_summary, title='Average-K: a two-head loss for average-K classification', notebook='exp_avgk',
-    plans={'quick': dict(grid=True, seeds='1-3'), 'e2e': dict(grid=True, seeds='1-3', profile='e2e'),
+    plans={'quick': dict(grid=True, seeds='1-3'), 'e2e': dict(grid=True, seeds='1-5', profile='e2e'),
            'paper': dict(grid=True, seeds='1-3', profile='paper')}, help=AVGK_HELP,
     types=dict(K=float, K_train=float, long_tail=float, label_noise=float, noise_mode=str, redraw_data=bool), rank=3,
     choices=dict(method=AVGK_METHODS, mode=('forced', 'plain'), noise_groups=('superclass', 'alphabetical'), optimizer=('adam', 'adamw', 'sgd'),

@@ -369,7 +369,7 @@ PROXYDR = register(Experiment(
     axes=lambda cfg: {('model', 'option'): E2E_GRID if cfg.get('profile') == 'e2e' else list(PROXYDR_GRID)},
     test_axes=lambda cfg: {('model', 'option'): PROXYDR_TEST_GRID},
     summary=_proxydr_summary, report=proxydr_report, claims=proxydr_claims, title='ProxyDR: hierarchies in classification-based metric learning',
-    notebook='exp_proxydr', plans={'quick': dict(grid=True, seeds='1-5'), 'e2e': dict(grid=True, seeds='1-3', profile='e2e'),
+    notebook='exp_proxydr', plans={'quick': dict(grid=True, seeds='1-5'), 'e2e': dict(grid=True, seeds='1-5', profile='e2e'),
                                    'paper': dict(grid=True, seeds='1-5', profile='paper')},
     help=PROXYDR_HELP, types=dict(scale_lr=float), choices=dict(model=sorted({m for m, _ in PROXYDR_GRID}), option=list(dict.fromkeys(o for _, o in PROXYDR_GRID))), rank=1))
 
