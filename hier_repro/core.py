@@ -154,7 +154,7 @@ def load_array_pickle(path: str | Path) -> dict:
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()} if isinstance(d, dict) else d
 
 # %% ../nbs/00_core.ipynb #fa01d304
-OUTPUT_DIRS = ('results', 'figures')   # what runs write: a record rewritten by a rerun does not make the code dirty
+OUTPUT_DIRS = ('results', 'figures', 'README.md')   # what runs and the report write (README.md: index.ipynb + figures): they do not make the code dirty
 
 def _git(*args, cwd=None) -> str:
     return subprocess.run(['git', *args], cwd=cwd or repo_root(), capture_output=True, text=True, timeout=20).stdout
