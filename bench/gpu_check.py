@@ -27,7 +27,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))   # this working tree's library, whatever else is installed
 CARRY = ROOT / 'gpu_carry'
-OUTPUT_DIRS = ('results/', 'figures/')   # rewritten by runs; not code (as hier_repro.core.OUTPUT_DIRS)
+OUTPUT_DIRS = ('results/', 'figures/', 'README.md')   # rewritten by runs and the report; not code (as hier_repro.core.OUTPUT_DIRS)
 
 # the grid: each paper's headline comparison, one entry per configuration (run seed-major)
 CLAIM_POINTS = [
