@@ -53,7 +53,8 @@ def check_avgk(cfg: dict, given: dict | None = None) -> dict:
     if not 0 <= float(cfg['label_noise'] or 0) <= 1: raise ValueError(f"label_noise is a probability in [0, 1], not {cfg['label_noise']!r}")
     if cfg['mode'] not in ('forced', 'plain'): raise ValueError(f"mode must be 'forced' or 'plain', not {cfg['mode']!r}")
     if cfg['noise_mode'] not in (None, 'uniform', 'other'): raise ValueError(f"noise_mode must be 'uniform' or 'other', not {cfg['noise_mode']!r}")
-    return cfg | dict(label_noise=float(cfg['label_noise'] or 0))
+    return cfg | dict(label_noise=float(cfg['label_noise'] or 0), noise_mode=None if cfg['noise_mode'] == 'uniform' else cfg['noise_mode'],
+                      redraw_data=cfg['redraw_data'] or None)   # the defaults' own values as None: one name and hash per behaviour
 
 # %% ../nbs/10_avgk.ipynb #06ead758
 def _g(v) -> str: return f"{float(v):g}"
@@ -76,10 +77,10 @@ def _extras(cfg: dict) -> str:
     prof = resolve_config('avgk', dict(profile=cfg['profile'], dataset=cfg['dataset']))
     for key, tag in (('epochs', 'e'), ('lr', 'lr'), ('batch_size', 'bs'), ('emb_dim', 'emb'), ('weight_decay', 'wd'),
                      ('optimizer', ''), ('augment', 'aug-'), ('image_size', 'px'), ('data_seed', 'ds'), ('schedule', 'sch-'),
-                     ('selection', 'sel-'), ('noise_mode', 'noise-'), ('redraw_data', 'redraw')):
+                     ('selection', 'sel-'), ('noise_mode', 'noise-'), ('redraw_data', 'redraw-')):
         v, d = cfg.get(key), prof.get(key)   # records older than a key lack it (None: its default)
         if v != d and not (v in (None, 'none') and d in (None, 'none')):
-            s += f"-{tag}{v if isinstance(v, str) or v is None else _g(v)}"
+            s += (f"-{'' if v else 'no'}{tag.rstrip('-')}" if isinstance(v, bool) else f"-{tag}{v if isinstance(v, str) or v is None else _g(v)}")
     return s
 
 def config_name(cfg: dict) -> str:
@@ -247,9 +248,9 @@ def default_variants(dataset: str) -> list[tuple]:
 
 # %% ../nbs/10_avgk.ipynb #31dfd557
 AVGK_PAPER = {   # the paper profile: the authors' own protocols (papers/avgk.md), not ProxyDR's
-    'small': dict(backbone='resnet18', pretrained=False, frozen=False, optimizer='sgd', lr=0.1, weight_decay=1e-4, schedule='step@151,226',
+    'small': dict(backbone='resnet18', pretrained=False, frozen=False, optimizer='sgd', lr=0.1, weight_decay=1e-4, schedule='step@151+226',
                   epochs=300, batch_size=64, augment='crop'),   # CIFAR-100 protocol (DenseNet-40-40 there: not among the backbones, ResNet-18 instead)
-    'photo': dict(backbone='resnet50', pretrained=True, frozen=False, optimizer='sgd', lr=0.002, schedule='step@20,25', epochs=30,
+    'photo': dict(backbone='resnet50', pretrained=True, frozen=False, optimizer='sgd', lr=0.002, schedule='step@20+25', epochs=30,
                   batch_size=32, augment='crop'),           # Pl@ntNet-300K protocol
 }
 

@@ -31,7 +31,7 @@ COMMON_HELP = dict(   # the keys every experiment shares (a spec's `help` wins)
     augment='training augmentation', epochs='training epochs', lr='learning rate', batch_size='images per batch',
     weight_decay='L2 weight decay', emb_dim='embedding dimension', n_train='keep this many training images (every class kept)',
     n_val='keep this many validation images', n_test='keep this many test images', device="'auto', 'cpu', 'cuda' or 'cuda:1'",
-    schedule='learning-rate schedule', selection="the epoch kept: 'top1' (the training head's validation top-1) or 'rule' (the reported rule's)")
+    schedule="learning-rate schedule: constant, cosine or step@E1+E2 (x0.1 at epochs E1, E2)", selection="the epoch kept: 'top1' (the training head's validation top-1) or 'rule' (the reported rule's)")
 
 def flag_choices(exp: str) -> dict:
     "Allowed values of the experiment's keys that have a fixed set: the shared registries, then the spec's `choices`."

@@ -220,6 +220,7 @@ PAPER_TOP1 = {   # dmlcrc.md: reported top-1 (%), VGG-19
 CLAIMS = (('D1', 'dmlcrc', 'softmax'), ('D1', 'dmlcrc', 'crc'), ('D1', 'dmlcrc', 'procrc'),
           ('D1', 'dmlprocrc', 'procrc'), ('D1', 'dmlprocrc', 'softmax'), ('D1', 'dmlcrc', 'crc_on_softmax'), ('D2', 'dmlcrc', 'collab_identity'))
 # crc_on_softmax: CRC's residual rule on the softmax model's own features (its record's `residual` measures): is the gain the rule's or the metric's?
+# (The softmax model's epoch is kept on its head, not on this rule, while DML-CRC's is kept on the rule under selection='rule': a bias towards DML-CRC.)
 SUMMARY_MEASURES = {'top1': f"{MEASURE_NAMES['top1']} (own rule)"} | {   # measure -> column of the summary, in this order
     m: measure_name(m) for m in ('residual.top1', 'softmax.top1', 'residual.macro_top1', 'residual.ahc')}
 

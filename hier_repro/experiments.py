@@ -161,16 +161,16 @@ RANGES = {   # key: (lowest value, whether it is allowed)
     'alpha': (0, False), 'mds_steps': (0, True), 'role_lr_mult': (0, False), 'K_train': (0, False), 'warmup_epochs': (0, True),
     'metric_dim': (1, True), 'long_tail': (1, True), 'l_penalty': (0, True), 'scale_lr': (0, False)}
 
-COMMON_CHOICES = dict(schedule=('constant', 'cosine', 'step@E1,E2'), selection=('top1', 'rule'))   # shared keys with a fixed set of values
+COMMON_CHOICES = dict(selection=('top1', 'rule'))   # shared keys with a fixed set of values (schedule: `parse_schedule`)
 
 def parse_schedule(schedule: str | None) -> tuple[str, list]:
-    "('constant' | 'cosine' | 'step', milestones) of a schedule key: None = constant; 'step@151,226' = x0.1 at epochs 151 and 226."
+    "('constant' | 'cosine' | 'step', milestones) of a schedule key: None = constant; 'step@151+226' = x0.1 at epochs 151 and 226 (no comma: a grid axis splits on commas)."
     s = schedule or 'constant'
     if s in ('constant', 'cosine'): return s, []
     if s.startswith('step@'):
-        try: return 'step', [int(e) for e in s[5:].split(',')]
+        try: return 'step', [int(e) for e in s[5:].split('+')]
         except ValueError: pass
-    raise ValueError(f"schedule = {schedule!r} is not known: use 'constant', 'cosine' or 'step@E1,E2' (the lr x0.1 at epochs E1, E2, ...)")
+    raise ValueError(f"schedule = {schedule!r} is not known: use 'constant', 'cosine' or 'step@E1+E2' (the lr x0.1 at epochs E1, E2, ...)")
 
 def check_ranges(cfg: dict) -> dict:
     "Refuse a value below its key's range (`RANGES`), a number that is not finite, or a shared key's value outside `COMMON_CHOICES`; None passes."

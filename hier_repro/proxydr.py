@@ -47,8 +47,7 @@ def check_proxydr(cfg: dict, given: dict | None = None) -> dict:
     if cfg['model'] not in models: raise ValueError(f"unknown ProxyDR model {cfg['model']!r}; known: {', '.join(models)}")
     if (cfg['model'], cfg['option']) not in PROXYDR_GRID:
         raise ValueError(f"{cfg['model']} has no option {cfg['option']!r}; known: {', '.join(o for m, o in PROXYDR_GRID if m == cfg['model'])}")
-    if 'dynamic' in cfg['option'] and cfg['scale_lr'] is None: cfg['scale_lr'] = cfg['lr']   # the official code's one learning rate
-    if 'dynamic' not in cfg['option']: cfg['scale_lr'] = None                                # no dynamic scale: the key does not apply
+    if 'dynamic' not in cfg['option']: cfg['scale_lr'] = None   # no dynamic scale: the key does not apply (None: the main lr, set in build)
     return cfg
 
 # %% ../nbs/09_proxydr.ipynb #96cffa86
@@ -58,7 +57,7 @@ def build_proxydr(cfg: dict, data) -> tuple:
     model = make_proxydr_model(cfg['model'], cfg['option'], n_classes=data.n_classes, hierarchy=data.hierarchy,
                                backbone=None if feat else make_backbone(cfg, data), in_dim=data.image_shape[0] if feat else None,
                                emb_dim=cfg['emb_dim'], scale=cfg['scale'], alpha=cfg['alpha'], mds_steps=cfg['mds_steps'], seed=cfg['seed'],
-                               **({'scale_lr': float(cfg['scale_lr'])} if cfg['scale_lr'] else {}))
+                               scale_lr=float(cfg['scale_lr'] or cfg['lr']))   # the official code's one learning rate by default
     return model, make_proxydr_loss(cfg['model'])
 
 # %% ../nbs/09_proxydr.ipynb #39307fc6
