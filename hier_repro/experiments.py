@@ -251,7 +251,7 @@ def record_stem(exp: str | Experiment, cfg: dict) -> str:
     name = lambda c: (e.stem(c), e.hook('folder')(c))   # what the file's name and folder show
     base, shown = resolve_config(e, {k: cfg[k] for k in place}), name(cfg)
     hidden = [k for k in config_diff(cfg, base) if k not in place and name({**cfg, k: base.get(k)}) == shown]
-    return shown[0] + (f'__h{config_hash(cfg)[:6]}' if hidden else '')
+    return shown[0] + (f'__h{config_hash({**cfg, "seed": None})[:6]}' if hidden else '')   # not the seed's: the seeds of a config share a name
 
 def results_dir_for(profile: str, results_dir=None) -> Path:
     "Where a run writes its record: `results_dir` if given, runs/results_test for the test profile, else results/."

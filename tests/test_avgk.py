@@ -140,3 +140,24 @@ def test_cli_grid_avgk(tmp_path):
     assert names == ['wan-K2-p0.2__seed1.json', 'wan-K2-p0__seed1.json', 'wan-K3-p0.2__seed1.json', 'wan-K3-p0__seed1.json']
     fr = avgk_frame(r for _, r in load_records(tmp_path, 'avgk'))
     assert len(fr) == 4 and set(fr['data']) == {'p0', 'p0.2'}
+
+
+def test_e2e_profile_selects_on_average_k_and_reports_the_last_epoch(tmp_path, monkeypatch):
+    "The e2e profile end to end (tiny): a SmallCNN from scratch kept on the validation average-K accuracy, the last epoch reported beside it, noise that flips to another label and is redrawn by each seed; a finished training resumed gives the same last-epoch measures."
+    monkeypatch.setenv('HIER_REPRO_RUNS', str(tmp_path / 'runs'))
+    kw = dict(method='two_head', K=2, label_noise=0.5, profile='e2e', epochs=2, n_train=400, n_val=200, n_test=200,
+              results_dir=str(tmp_path / 'res'), allow_dirty=True, device='cpu')
+    r1 = run_avgk(seed=1, **kw)
+    assert r1['regime'] == 'fashion_mnist_small__smallcnn-scratch' and r1['config']['selection'] == 'rule'
+    assert r1['fit']['selection'] == 'validation average-K accuracy of the primary head'
+    h = r1['fit']['history']
+    assert all('val_top1' in e for e in h) and r1['fit']['best_val_acc'] == max(e['val_acc'] for e in h)
+    assert set(r1['metrics_last']) == set(r1['metrics']) == {'multilabel', 'softmax'}
+    noise = r1['dataset']['description']['label_noise']
+    assert noise['mode'] == 'other' and noise['changed_fraction'] > 0.35          # p = 0.5 of the labels, less the classes alone in their group
+    r2 = run_avgk(seed=2, **kw)
+    assert r2['dataset']['description']['label_noise']['changed'] != noise['changed']   # the seed redraws the noise
+    again = run_avgk(seed=1, force=True, retrain=False, **kw)                       # resumes the finished training: no epoch runs again
+    assert again['metrics_last'] == r1['metrics_last'] and again['metrics'] == r1['metrics']
+    df = avgk_frame([r1, r2], last=True)
+    assert set(df['epoch']) == {'best', 'last'} and len(set(df['model'])) == 4 and all(m.startswith('two_head-e2__h') for m in df['model'])   # one name for both seeds
