@@ -235,9 +235,9 @@ def _avgk_summary(r: dict) -> str:
 
 EVIDENCE_VARIANTS = [dict(label_noise=0.0), dict(label_noise=0.2), dict(label_noise=0.5), dict(long_tail=100)]
 
-E2E_AXES = {   # the e2e profile's grid (a CNN trained from scratch): CE, WAN and the two-head loss on clean and noisy labels, at K = 2,
+E2E_AXES = {   # the e2e profile's grid (a CNN trained from scratch): every method on clean and noisy labels, at K = 2,
     # and the two-head loss's sensitivity to its weight (lambda 0.3) and to a CE warm-up (2 epochs) under noise
-    ('method', 'lam', 'warmup_epochs', 'label_noise'): [(m, 1.0, 0, p) for p in (0.0, 0.5) for m in ('ce', 'wan', 'two_head')]
+    ('method', 'lam', 'warmup_epochs', 'label_noise'): [(m, 1.0, 0, p) for p in (0.0, 0.5) for m in ('ce', 'wan', 'two_head', 'an', 'epr', 'role')]
                                                       + [('two_head', 0.3, 0, 0.5), ('two_head', 1.0, 2, 0.5)],
     'K': [2]}
 
