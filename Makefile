@@ -52,7 +52,7 @@ reproduce: install
 	$(VENV)/bin/hier-repro reproduce --profile quick $(if $(JOBS),--jobs $(JOBS))
 
 ## reproduce-e2e: the end-to-end regime (a CNN trained from scratch on the embedded default, augmented, cosine schedule; CPU):
-## the records of the e2e plans (70 runs), the notebooks on them, then figures/ and README (about an hour on 2 cores)
+## the records of the e2e plans (100 runs), the notebooks on them, then figures/ and README (about 80 min on 2 cores)
 reproduce-e2e: install
 	$(VENV)/bin/hier-repro reproduce --profile e2e $(if $(JOBS),--jobs $(JOBS))
 

@@ -350,15 +350,16 @@ def avgk_claims(df: pd.DataFrame, measure: str = 'avgk_acc') -> dict[str, pd.Dat
     df = df[df['epoch'] != 'last'] if 'epoch' in df else df
     variants = sorted(m for m in df['model'].unique() if m.startswith('two_head-') and ':' not in m)   # lambda / warm-up variants of a sweep
     some = lambda t: t[t['seeds'] > 0] if len(t) else t                          # only the data variants where both models ran
+    pooled = [('data', 'K'), ('data',)] if df['K'].nunique() > 1 else [('data', 'K')]   # one K: a pooled row would repeat its row
     out = {}
-    out['A1'] = pd.concat([compare_avgk(df, 'two_head', 'ce', measure, ('data', 'K'), label='A1 two_head > ce'),
-                           compare_avgk(df, 'two_head', 'ce', measure, ('data',), label='A1 two_head > ce (all K)'),
-                           compare_avgk(df, 'two_head:softmax', 'ce', measure, ('data',), label='two_head:softmax > ce (all K)')]
+    out['A1'] = pd.concat([compare_avgk(df, 'two_head', 'ce', measure, ('data', 'K'), label='A1 two_head > ce')]
+                          + ([compare_avgk(df, 'two_head', 'ce', measure, ('data',), label='A1 two_head > ce (all K)')] if len(pooled) > 1 else [])
+                          + [compare_avgk(df, 'two_head:softmax', 'ce', measure, pooled[-1], label='two_head:softmax > ce' + (' (all K)' if len(pooled) > 1 else ''))]
                           + [some(compare_avgk(df, v, 'ce', measure, ('data', 'K'), label=f'A1 {v} > ce')) for v in variants]
                           + ([some(compare_avgk(last, 'two_head@last', 'ce@last', measure, ('data', 'K'), label='A1 two_head > ce, last epoch'))]
                              if len(last) else []), ignore_index=True)
     out['A2'] = pd.concat([some(compare_avgk(df, 'two_head', b, measure, by, label=f'A2 two_head > {b}' + (' (all K)' if by == ('data',) else '')))
-                           for b in BASELINES for by in (('data', 'K'), ('data',))], ignore_index=True)   # the baselines a regime ran
+                           for b in BASELINES for by in pooled], ignore_index=True)   # the baselines a regime ran
     g = gains(df)
     clean = g[(g['label_noise'] == 0) & (g['long_tail'] == 0)].set_index(['K', 'seed'])
     rows, bins_rows = [], []
