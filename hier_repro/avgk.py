@@ -207,8 +207,7 @@ def train_config(cfg: dict) -> dict:
 # %% ../nbs/10_avgk.ipynb #9a9eb9de
 def avgk_val_score(cfg: dict, data):
     "selection='rule': the validation average-K accuracy of the head that predicts (its threshold set on the same validation set)."
-    def score(model) -> float:
-        va = predict(model, data.val, resolve_device(cfg['device']))
+    def score(model, va: dict) -> float:   # va: the model's `predict` outputs on data.val (fit has them)
         s = head_scores(va, model_heads(va)[0])
         return average_k_accuracy(s, va['y'], average_k_threshold(s, float(cfg['K'])))
     return score
@@ -459,7 +458,8 @@ def avgk_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
     if df.empty or 'file' not in df.columns:
         return [write_table('avgk_measures', pd.DataFrame(), 'Average-K: measures per model',
                             missing='Run `hier-repro grid avgk --seeds 1-3` (or papermill nbs/exp_avgk.ipynb -p grid True).', figures_dir=figures_dir)]
-    fr, written, titles = avgk_frame(list(df['file']), last=True), [], regime_titles(df)
+    recs = [read_result(f) for f in df['file']]   # each record read once
+    fr, written, titles = avgk_frame(recs, last=True), [], regime_titles(df)
     for reg, d_all in fr.groupby('regime', sort=True):
         d = d_all[d_all['epoch'] == 'best']
         name, what = f'avgk_{reg}', titles.get(reg) or regime_title(reg)
@@ -468,7 +468,7 @@ def avgk_report(df: pd.DataFrame, figures_dir=None) -> list[Path]:
         for key, t in avgk_claims(d_all).items():
             written.append(write_claims(f'{name}_claim_{key.lower()}', claims_view(t), f'{CLAIM_TITLES.get(key, key)} on {what}', AVGK_NOTE, figures_dir))
         written.append(save_figure(plot_avgk_vs_K(d), f'{name}_avgk_vs_K', figures_dir))
-        k2 = [f for f in df['file'] if read_result(f).get('regime') == reg and read_result(f).get('K') == 2]   # K = 2: at most six models a panel
+        k2 = [r for r in recs if r.get('regime') == reg and r.get('K') == 2]   # K = 2: at most six models a panel
         cf = curve_frame(k2, label=lambda r: r['fit'].get('training_name', r['config_name']), facet=lambda r: r['data_variant'])
         if len(cf): written.append(save_figure(plot_training_curves(cf, f'Average-K on {what}: training curves (K = 2)'), f'{name}_curves', figures_dir))
         if len(gains(d)): written.append(save_figure(plot_gain_by_bin(d), f'{name}_gain_by_bin', figures_dir))

@@ -134,9 +134,9 @@ def _coding_kw(cfg: dict) -> dict:
 def dmlcrc_val_score(cfg: dict, data):
     "selection='rule' for a method predicted by residuals: validation top-1 of the residual rule over the training set's embeddings (None: the softmax head's top-1)."
     if cfg['method'] == 'softmax' or not method_spec(cfg['method'])['train']: return None
-    def score(model) -> float:
+    def score(model, va: dict) -> float:   # va: the model's `predict` outputs on data.val (fit has them)
         dev = resolve_device(cfg['device'])
-        tr, va = predict(model, data.train, dev), predict(model, data.val, dev)
+        tr = predict(model, data.train, dev)
         s = crc_predict(va['z'].to(dev), tr['z'].to(dev), tr['y'].to(dev), data.n_classes, normalize=False, **_coding_kw(cfg))
         return topk_accuracy(s.cpu(), va['y'], 1)
     return score

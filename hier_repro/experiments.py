@@ -43,7 +43,7 @@ class Experiment:
     folder: Callable | None = None          # (cfg) -> results sub-folder; None: `regime`
     train_config: Callable | None = None    # (cfg) -> what a checkpoint depends on; None: the whole config
     train_stem: Callable | None = None      # (cfg) -> readable name of the checkpoint folder; None: `stem`
-    val_score: Callable | None = None       # (cfg, data) -> score(model) of the rule the record reports, for selection='rule'; None: top-1
+    val_score: Callable | None = None       # (cfg, data) -> score(model, val outputs) of the rule the record reports, for selection='rule'; None: top-1
     extra: Callable = _no_extra             # (cfg, data, model, loss, fitted, metrics) -> extra record fields ('fit': merged)
     axes: Callable = lambda cfg: {}         # (given config) -> default grid axes {key or (keys...): values}
     test_axes: Callable = lambda cfg: {}    # the smaller axes under the test profile

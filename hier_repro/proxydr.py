@@ -192,6 +192,7 @@ def proxydr_tables(df: pd.DataFrame, figures_dir=None) -> list[Path]:
             st.columns = pd.MultiIndex.from_tuples([(m.split('.', 1)[1], s) for m, s in st.columns])
             written.append(write_table(f'proxydr_{reg}_{rep}', st, f'ProxyDR on {what}: {label} (mean ± sd over seeds)',
                                        lower_is_better=LOWER_IS_BETTER, figures_dir=figures_dir))
+    notes = {reg: rootless_note(df[df['dataset'] == reg]) for reg in _regimes(df)}   # reads the NormFace-dynamic records once per regime
     for fam in proxydr_claims(df):
         reg, key = fam['regime'], fam['claim'].lower(); what = titles.get(reg, reg)
         title = (f'C1 on {what}: classwise Spearman of the proxies, ProxyDR vs NormFace' if key == 'c1' else
@@ -199,7 +200,7 @@ def proxydr_tables(df: pd.DataFrame, figures_dir=None) -> list[Path]:
         note = CLAIM_NOTE if key == 'c1' else ('AHC (average hierarchical cost) and AHD@5 (average hierarchical distance of the top 5): lower is better; '
                                                'HP@5, HS@250, AHS@250: higher is better. ' + CLAIM_NOTE +
                                                ' "n/a (measure degenerate)": HP@5 is 1 for any classifier on this tree (not a test).')
-        written.append(write_claims(f'proxydr_{reg}_claim_{key}', fam['table'], title, note + rootless_note(df[df['dataset'] == reg]), figures_dir))
+        written.append(write_claims(f'proxydr_{reg}_claim_{key}', fam['table'], title, note + notes.get(reg, ''), figures_dir))
     return written
 
 # %% ../nbs/09_proxydr.ipynb #0041d67f

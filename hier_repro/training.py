@@ -118,7 +118,7 @@ def fit(model: nn.Module, loss: nn.Module, data, # model, loss(out, y, idx) and 
         device='auto', amp='auto',        # amp: bf16 autocast on CUDA when 'auto'
         channels_last='auto',             # NHWC convolutions: 'auto' when the training split holds images (1.3x for a SmallCNN on the CPU)
         eval_batch_size: int = 512,
-        val_score=None,                   # model -> the validation score to select on (higher is better); None: top-1 of out['scores']
+        val_score=None,                   # (model, its `predict` outputs on data.val) -> the score to select on (higher is better); None: top-1 of out['scores']
         log: str = 'auto') -> FitResult:  # 'auto' (a line per epoch, and a bar in Jupyter or a terminal: core.progress_mode), 'bar', 'line', 'none'
     "Train `model` with `loss` on `data.train`, select the epoch with the best validation accuracy, checkpoint every `checkpoint_every` seconds."
     device = resolve_device(device)
@@ -173,7 +173,7 @@ def fit(model: nn.Module, loss: nn.Module, data, # model, loss(out, y, idx) and 
         sched.step()
         val_acc = accuracy((p := predict(model, data.val, device, eval_batch_size, use_amp))['scores'], p['y']) if has_val else float('nan')
         extra = {}
-        if val_score is not None and has_val: extra, val_acc = dict(val_top1=val_acc), float(val_score(model))   # select on the reported rule
+        if val_score is not None and has_val: extra, val_acc = dict(val_top1=val_acc), float(val_score(model, p))   # select on the reported rule
         h = dict(epoch=epoch, train_loss=tot / max(n, 1), val_acc=val_acc, lr=opt.param_groups[0]['lr'],
                  seconds=time.perf_counter() - t0, images_per_s=n / max(train_s, 1e-9), **extra)
         res.history.append(h)
