@@ -28,6 +28,8 @@ COMMON_HELP = dict(   # the keys every experiment shares (a spec's `help` wins)
     data_seed='seed of the data (val split, subsets, noise)', profile='test: seconds; quick: CPU; paper: the papers\' settings',
     backbone='the feature extractor', width='smallcnn: channels of the first layer (default: the backbone\'s)', pretrained='start from ImageNet weights',
     frozen='train the neck and head on cached features only', image_size='side of the square input images',
+    trainable='train only the last N blocks of a pretrained efficientnet_lite0, on cached maps of the blocks before them',
+    views='with --trainable: cached maps per training image (the image, then views-1 augmented copies)',
     augment='training augmentation', epochs='training epochs', lr='learning rate', batch_size='images per batch',
     weight_decay='L2 weight decay', emb_dim='embedding dimension', n_train='keep this many training images (every class kept)',
     n_val='keep this many validation images', n_test='keep this many test images', device="'auto', 'cpu', 'cuda' or 'cuda:1'",
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--figures-dir', dest='figures_dir', metavar='DIR', help='where tables and figures go (default: figures/)')
     rp = sub.add_parser('reproduce', help='recompute every record of the plans, execute the experiment notebooks, then the report (a source checkout)')
     rp.add_argument('--profile', default='quick', choices=['quick', 'e2e', 'paper'],
-                    help="quick: CPU, frozen backbone, embedded default; e2e: CPU, a CNN trained from scratch (the losses shape the features); "
+                    help="quick: CPU, frozen backbone, embedded default; e2e: CPU, the losses shape the features (a CNN trained from scratch; on photos the last block of Lite0); "
                          "paper: the papers' settings (default: quick)")
     rp.add_argument('--dataset', default=None, choices=list(DATASETS), metavar='NAME', help=f"run every plan on this dataset; one of: {', '.join(DATASETS)}")
     rp.add_argument('--jobs', type=int, default=None, help='worker processes for the records, one per core by default (each with cores/jobs torch threads)')

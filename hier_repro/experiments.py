@@ -86,6 +86,8 @@ def list_experiments() -> list[str]:
 COMMON_DEFAULTS = dict(
     dataset='fashion_mnist_small', root=None, train_flag=None, hierarchy=None, seed=1, data_seed=0, profile='quick',
     backbone=None, width=None, pretrained=None, frozen=None, image_size=None, augment=None,
+    trainable=None,   # train only the backbone's last `trainable` blocks, on cached maps of the frozen blocks before them (EfficientNet-Lite0)
+    views=None,       # with trainable: cached maps per training image (the image, then views - 1 copies augmented by `augment`)
     epochs=None, lr=None, batch_size=None, weight_decay=0.0, emb_dim=128, n_train=None, n_val=None, n_test=None, device='auto',
     schedule=None,    # learning-rate schedule of `fit` (None: constant)
     selection=None)   # the epoch kept: None / 'top1' (validation top-1 of the training head), 'rule' (validation score of the rule the record reports)
@@ -105,8 +107,10 @@ QUICK_BY_DATASET = {   # test / quick profiles: a frozen ImageNet EfficientNet-L
     'small': dict(backbone='efficientnet_lite0', pretrained=True, frozen=True, image_size=32, epochs=10, batch_size=64),
     'photo': dict(backbone='efficientnet_lite0', pretrained=True, frozen=True, image_size=128, epochs=30, batch_size=32),
 }
-E2E_BY_DATASET = {   # e2e profile: the loss shapes the features (a CNN trained from scratch, augmented on the device)
-    'small': dict(backbone='smallcnn', width=16, pretrained=False, frozen=False, epochs=15, batch_size=64),
+E2E_BY_DATASET = {   # e2e profile: the loss shapes the features
+    'small': dict(backbone='smallcnn', width=16, pretrained=False, frozen=False, epochs=15, batch_size=64),   # a CNN trained from scratch, augmented on the device
+    'photo': dict(backbone='efficientnet_lite0', pretrained=True, frozen=False, trainable=1, views=8, augment='affine',   # ImageNet Lite0, its last
+                  image_size=128, epochs=15, batch_size=32),                                   # stage and head conv trained on maps of 8 views
 }
 SMALL_DATASETS = ('fashion_mnist', 'fashion_mnist_small', 'cifar100')
 
@@ -118,9 +122,6 @@ def profile_layers(defaults: dict,  # every key of the experiment with its defau
     profile = given.get('profile') or defaults['profile']
     if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}: use one of {list(PROFILES)}")
     size = 'small' if given.get('dataset', defaults['dataset']) in SMALL_DATASETS else 'photo'
-    if profile == 'e2e' and size not in E2E_BY_DATASET:
-        raise ValueError(f"the e2e profile (a CNN trained from scratch) is defined for the small datasets {', '.join(SMALL_DATASETS)}; "
-                         f"for {given.get('dataset')!r} use profile='quick' (frozen backbone) or 'paper' (fine-tuned), or give backbone, frozen, epochs yourself")
     kind = QUICK_BY_DATASET[size]
     layers = {'test': [kind, PROFILES['test']], 'quick': [PROFILES['quick'], kind], 'paper': [PROFILES['paper']],
               'e2e': [PROFILES['e2e'], E2E_BY_DATASET.get(size, {})]}[profile]
@@ -130,7 +131,7 @@ def profile_layers(defaults: dict,  # every key of the experiment with its defau
     return cfg
 
 # %% ../nbs/07_experiments.ipynb #e97250b1
-KEY_TYPES = dict(schedule=str, selection=str, root=str, train_flag=int, hierarchy=str, seed=int, data_seed=int, profile=str, backbone=str, width=int, pretrained=bool,
+KEY_TYPES = dict(trainable=int, views=int, schedule=str, selection=str, root=str, train_flag=int, hierarchy=str, seed=int, data_seed=int, profile=str, backbone=str, width=int, pretrained=bool,
                  frozen=bool, image_size=int, augment=str, epochs=int, lr=float, batch_size=int, weight_decay=float, emb_dim=int,
                  n_train=int, n_val=int, n_test=int, device=str, results_dir=str, run_dir=str, force=bool, allow_dirty=bool, retrain=bool)
 _TRUE, _FALSE = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
@@ -159,7 +160,7 @@ RANGES = {   # key: (lowest value, whether it is allowed)
     'n_train': (1, True), 'n_val': (1, True), 'n_test': (1, True), 'image_size': (8, True), 'lam': (0, True), 'tau': (0, False),
     'gamma': (0, True), 'w': (0, True), 'm': (1, True), 'R': (1, True), 'n_permutations': (1, True), 'scale': (0, False),
     'alpha': (0, False), 'mds_steps': (0, True), 'role_lr_mult': (0, False), 'K_train': (0, False), 'warmup_epochs': (0, True),
-    'metric_dim': (1, True), 'long_tail': (1, True), 'l_penalty': (0, True), 'scale_lr': (0, False)}
+    'metric_dim': (1, True), 'long_tail': (1, True), 'l_penalty': (0, True), 'scale_lr': (0, False), 'trainable': (1, True), 'views': (1, True)}
 
 COMMON_CHOICES = dict(selection=('top1', 'rule'))   # shared keys with a fixed set of values (schedule: `parse_schedule`)
 
@@ -181,6 +182,11 @@ def check_ranges(cfg: dict) -> dict:
         if v is None or isinstance(v, bool) or not isinstance(v, (int, float)): continue
         if not np.isfinite(v) or v < low or (v == low and not inclusive):
             raise ValueError(f"{k} = {v!r} is out of range: it must be {'>=' if inclusive else '>'} {low} and finite")
+    if cfg.get('trainable') is not None and (cfg.get('frozen') or cfg.get('pretrained') is False):
+        raise ValueError(f"trainable = {cfg['trainable']} trains the last blocks of a pretrained backbone on the maps of its frozen ones: "
+                         "set frozen=False and pretrained=True, or leave trainable unset")
+    if (cfg.get('views') or 1) > 1 and cfg.get('trainable') is None:
+        raise ValueError(f"views = {cfg['views']} are cached maps for a partly trainable backbone: set trainable (e.g. 1), or leave views unset")
     return cfg
 
 # %% ../nbs/07_experiments.ipynb #0f626ca7
@@ -238,8 +244,8 @@ def config_diff(a: dict, b: dict) -> dict:
 
 # %% ../nbs/07_experiments.ipynb #ed61c027
 def regime(cfg: dict) -> str:
-    "'<dataset>__<backbone>-<frozen|finetuned|scratch>': the results folder of a run."
-    how = 'frozen' if cfg['frozen'] else ('finetuned' if cfg['pretrained'] else 'scratch')
+    "'<dataset>__<backbone>-<frozen|partial|finetuned|scratch>': the results folder of a run (partial: its last blocks trained on cached maps)."
+    how = 'frozen' if cfg['frozen'] else 'partial' if cfg.get('trainable') else ('finetuned' if cfg['pretrained'] else 'scratch')
     return f"{cfg['dataset']}__{cfg['backbone']}-{how}"
 
 _PLACE_KEYS = ('dataset', 'root', 'train_flag', 'profile', 'backbone', 'pretrained', 'frozen', 'seed')
@@ -314,20 +320,22 @@ def load_dataset(cfg: dict, **dataset_options):
     return get_dataset(cfg['dataset'], root=cfg['root'], seed=cfg['data_seed'], **opts)
 
 def prepare_data(cfg: dict, **dataset_options):
-    "The dataset of a run: loaded with its fixed split, trimmed to n_train/n_val/n_test, as cached features when frozen."
+    "The dataset of a run: loaded with its fixed split, trimmed to n_train/n_val/n_test, as cached features when frozen (maps when partly trainable)."
     from hier_repro.models import cached_features
     ds = load_dataset(cfg, **dataset_options)
     for part, n in (('train', cfg['n_train']), ('val', cfg['n_val']), ('test', cfg['n_test'])):
         setattr(ds, part, trim_split(getattr(ds, part), n, cfg['data_seed']))
-    if cfg['frozen']:
+    if cfg['frozen'] or cfg.get('trainable'):
         if cfg['n_train'] is not None: ds.description = {**ds.description, 'trimmed': [cfg['n_train'], cfg['n_val'], cfg['n_test']]}
+        part = dict(trainable=cfg['trainable'], views=cfg.get('views') or 1, augment=cfg.get('augment')) if cfg.get('trainable') else {}
         ds = cached_features(ds, cfg['backbone'], pretrained=cfg['pretrained'], image_size=cfg['image_size'],
-                             device=resolve_device(cfg['device']), seed=cfg['data_seed'])
+                             device=resolve_device(cfg['device']), seed=cfg['data_seed'], **part)
     return ds
 
 def make_backbone(cfg: dict, data):
-    "The backbone of a run that trains it: pretrained or not, adapted to the data's channels and normalisation."
-    from hier_repro.models import create_backbone
+    "The backbone of a run that trains it: pretrained or not, adapted to the data's channels and normalisation (its trainable top on cached maps)."
+    from hier_repro.models import create_backbone, split_backbone
+    if cfg.get('trainable'): return split_backbone(create_backbone(cfg['backbone'], pretrained=True), cfg['trainable'])[1]
     kw = {'width': cfg['width']} if cfg.get('width') and cfg['backbone'] == 'smallcnn' else {}
     return create_backbone(cfg['backbone'], pretrained=bool(cfg['pretrained']), in_chans=data.image_shape[0],
                            input_mean=data.mean, input_std=data.std, **kw)
@@ -359,7 +367,7 @@ def _fit_run(e: Experiment, cfg: dict, data, run_dir: Path):
     fresh = _claim_checkpoint(run_dir, e.hook('train_config')(cfg), cfg['force'] if cfg.get('retrain') is None else cfg['retrain'])
     torch.manual_seed(cfg['seed'])
     model, loss = e.build(cfg, data)
-    augment = None if cfg.get('frozen') or cfg.get('augment') in (None, 'none') else make_augment(cfg['augment'], data.image_shape)
+    augment = None if cfg.get('frozen') or cfg.get('trainable') or cfg.get('augment') in (None, 'none') else make_augment(cfg['augment'], data.image_shape)   # maps: augmented views cached
     score = e.val_score(cfg, data) if cfg.get('selection') == 'rule' and e.val_score is not None else None
     schedule, milestones = parse_schedule(cfg.get('schedule'))
     fitted = fit(model, loss, data, epochs=cfg['epochs'], lr=cfg['lr'], batch_size=cfg['batch_size'], optimizer=cfg.get('optimizer', 'adam'),
@@ -530,7 +538,8 @@ def _prepare_features(groups):
         _, name, cfg = g[0]; e = get_experiment(name); c = resolve_config(e, cfg)
         key = (e.name, tuple((k, str(c.get(k))) for k in ('dataset', 'root', 'train_flag', 'data_seed', 'backbone', 'pretrained', 'image_size',
                                                          'n_train', 'n_val', 'n_test')))
-        if c.get('frozen') and key not in seen and (c['force'] or not record_path(e, c).exists()):
+        key += tuple((k, str(c.get(k))) for k in ('trainable', 'views', 'augment') if c.get('trainable'))
+        if (c.get('frozen') or c.get('trainable')) and key not in seen and (c['force'] or not record_path(e, c).exists()):
             seen.add(key); e.hook('prepare')(c)
 
 # %% ../nbs/07_experiments.ipynb #c4209b07

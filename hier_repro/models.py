@@ -13,13 +13,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import cache_root, atomic_save, check_writable, file_lock, progress as show_progress
+from .datasets import make_augment
 
 # %% auto #0
 __all__ = ['BACKBONES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LITE0_STAGES', 'IMAGENET_BIRDS', 'FEATURE_CACHE_VERSION',
            'register_backbone', 'list_backbones', 'PretrainedWeightsError', 'fresh_conv', 'Renormalize', 'SmallCNN',
            'Conv2dSame', 'MBConv', 'EfficientNetLite0', 'efficientnet_lite0_weights_path', 'create_backbone',
-           'FeatureInput', 'EmbeddingNet', 'extract_features', 'TensorSplit', 'image_keys', 'feature_cache_path',
-           'FeatureDataset', 'cached_features']
+           'Lite0Part', 'split_backbone', 'FeatureInput', 'EmbeddingNet', 'extract_features', 'TensorSplit',
+           'ViewSplit', 'image_keys', 'feature_cache_path', 'FeatureDataset', 'view_key', 'keyed_views',
+           'cached_features']
 
 # %% ../nbs/02_models.ipynb #a8861116
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
@@ -204,6 +206,34 @@ def create_backbone(name: str,                    # one of `list_backbones()`
     m.backbone_name, m.pretrained = name, bool(pretrained)
     return m
 
+# %% ../nbs/02_models.ipynb #334892de
+class Lite0Part(nn.Module):
+    "Blocks [first, last) of an EfficientNet-Lite0, with the stem before block 0 and the head convolution and pooling after the last block."
+    def __init__(self, net: 'EfficientNetLite0', first: int, last: int, scale=1.0, shift=0.0):
+        super().__init__()
+        n = len(net._blocks)
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()) if first == 0 else None
+        self.blocks = nn.Sequential(*net._blocks[first:last])
+        self.head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6()) if last == n else None
+        self.register_buffer('scale', torch.as_tensor(scale, dtype=torch.float32)); self.register_buffer('shift', torch.as_tensor(shift, dtype=torch.float32))
+        self.out_dim = net.out_dim if last == n else net._blocks[last - 1]._bn2.num_features
+    def forward(self, x):
+        if self.stem is not None: x = self.stem(x * self.scale + self.shift)
+        x = self.blocks(x)
+        return x if self.head is None else self.head(x).mean((2, 3))
+
+def split_backbone(m: nn.Module,     # an EfficientNet-Lite0 from `create_backbone` (possibly wrapped in `Renormalize`)
+                   trainable: int    # how many of its last MBConv blocks the top holds (1: the last stage)
+                  ) -> tuple[nn.Module, nn.Module]:
+    "(bottom, top) of a backbone: bottom(images) -> the maps entering the last `trainable` blocks, top(maps) -> the pooled features."
+    net, scale, shift = (m.net, m.scale, m.shift) if isinstance(m, Renormalize) else (m, 1.0, 0.0)
+    if not isinstance(net, EfficientNetLite0):
+        raise ValueError(f"a partly trainable backbone is implemented for efficientnet_lite0, not {getattr(m, 'backbone_name', type(net).__name__)}: "
+                         "use backbone='efficientnet_lite0', or frozen=True / False for the whole network")
+    n = len(net._blocks)
+    if not 1 <= trainable <= n: raise ValueError(f"trainable = {trainable}: EfficientNet-Lite0 has {n} blocks, train between 1 and {n} of them")
+    return Lite0Part(net, 0, n - trainable, scale, shift), Lite0Part(net, n - trainable, n)
+
 # %% ../nbs/02_models.ipynb #59e51ea5
 IMAGENET_BIRDS = set(range(7, 25)) | set(range(80, 101)) | set(range(127, 147))   # ImageNet-1k bird class indices (59)
 
@@ -229,8 +259,11 @@ def extract_features(backbone: nn.Module, split,   # split: `.batches(batch_size
                      batch_size: int = 64, device: str | torch.device = 'cpu',
                      image_size: int | tuple[int, int] | None = None, # resize inputs to this size (None: as they come)
                      progress: bool = False,      # a bar in Jupyter and a terminal, a line every 30 s in a log (`core.progress`)
-                     desc: str = 'features') -> torch.Tensor:
-    "Pooled features of `backbone` for every row of `split`, in row order (float32, on the CPU)."
+                     desc: str = 'features',
+                     augment: Callable | None = None, # f(x, idx) -> x applied to each batch before the backbone (e.g. `keyed_views`)
+                     dtype: torch.dtype = torch.float32 # of the result (float16 halves the memory of cached maps)
+                    ) -> torch.Tensor:
+    "The outputs of `backbone` (pooled features, or maps) for every row of `split`, in row order, on the CPU."
     device = torch.device(device)
     was = backbone.training
     backbone.eval().to(device)
@@ -241,9 +274,10 @@ def extract_features(backbone: nn.Module, split,   # split: `.batches(batch_size
         if x.ndim == 4:
             if image_size is not None and tuple(x.shape[-2:]) != tuple(image_size):
                 x = F.interpolate(x, size=image_size, mode='bilinear', antialias=True, align_corners=False)
+            if augment is not None: x = augment(x, idx)
             x = x.contiguous(memory_format=torch.channels_last)
-        f = backbone(x).float().cpu()
-        if feats is None: feats = torch.empty(len(split.y), f.shape[1])
+        f = backbone(x).to('cpu', dtype)
+        if feats is None: feats = torch.empty(len(split.y), *f.shape[1:], dtype=dtype)
         feats[idx.cpu()] = f
     backbone.train(was)
     return feats
@@ -272,6 +306,25 @@ class TensorSplit:
             i = order[s:s + batch_size]
             yield x[i.to(device)], y[i.to(device)], i
 
+# %% ../nbs/02_models.ipynb #46880318
+class ViewSplit(TensorSplit):
+    "A training split of N x V x ... cached views: shuffled passes draw a view per row, ordered passes see view 0 (the image itself)."
+    def __repr__(self): return f"ViewSplit({len(self)} x {self.x.shape[1]} views x {tuple(self.x.shape[2:])})"
+    def subset(self, idx) -> 'ViewSplit':
+        "A new ViewSplit with the rows `idx` (all their views)."
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return ViewSplit(self.x[idx.to(self.x.device)], self.y[idx.to(self.y.device)])
+    def batches(self, batch_size: int, shuffle: bool = False, generator=None, device='cpu', augment=None, drop_last: bool = False):
+        "Yield (x, y, idx) batches (x float32 on `device`); `shuffle` draws the order and the views with `generator`."
+        if augment is not None: raise ValueError("a ViewSplit holds views augmented when they were cached: pass augment=None")
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        view = torch.randint(self.x.shape[1], (n,), generator=generator) if shuffle else torch.zeros(n, dtype=torch.long)
+        stop = n - n % batch_size if drop_last else n
+        for s in range(0, stop, batch_size):
+            i, v = order[s:s + batch_size], view[s:s + batch_size]
+            yield self.x[i, v].to(device, torch.float32), self.y[i].to(device), i
+
 # %% ../nbs/02_models.ipynb #6b7cc276
 FEATURE_CACHE_VERSION = 3   # 3: one feature per image, keyed by the image (2: pretrained backbones keep their first conv on grey images)
 
@@ -292,14 +345,17 @@ def feature_cache_path(dataset, backbone: str, weights: str, image_size, cache_d
 
 # %% ../nbs/02_models.ipynb #41f5bea8
 class FeatureDataset:
-    "A dataset whose splits hold precomputed features (`TensorSplit`s), with the original's classes and hierarchy."
-    def __init__(self, name, train, val, test, classes, hierarchy, description, feature_dim):
+    "A dataset whose splits hold precomputed features or maps (`TensorSplit`s, `ViewSplit`), with the original's classes and hierarchy."
+    def __init__(self, name, train, val, test, classes, hierarchy, description,
+                 feature_dim):   # D of N x D features, or the (C, H, W) of cached maps
         self.name, self.train, self.val, self.test = name, train, val, test
         self.classes, self.hierarchy, self.description = classes, hierarchy, description
-        self.n_classes, self.image_shape, self.mean, self.std = len(classes), (feature_dim,), None, None
+        shape = tuple(feature_dim) if isinstance(feature_dim, (tuple, list, torch.Size)) else (feature_dim,)
+        self.n_classes, self.image_shape, self.mean, self.std = len(classes), shape, None, None
     def __repr__(self):
         sizes = ', '.join(f"{k} {len(s)}" for k, s in [('train', self.train), ('val', self.val), ('test', self.test)] if s is not None)
-        return f"FeatureDataset({self.name}: {self.n_classes} classes, {self.image_shape[0]}-d features; {sizes})"
+        what = f"{self.image_shape[0]}-d features" if len(self.image_shape) == 1 else f"{'x'.join(map(str, self.image_shape))} maps"
+        return f"FeatureDataset({self.name}: {self.n_classes} classes, {what}; {sizes})"
 
 def _read_store(path: Path) -> dict:
     "A feature store as {'rows': {key: row}, 'x': features, 'meta'} (empty when the file does not exist)."
@@ -320,6 +376,23 @@ def _write_store(store: dict, path: Path):
     atomic_save(dict(keys=torch.frombuffer(bytearray(b''.join(keys)), dtype=torch.uint8).view(-1, 16),
                      x=store['x'][[store['rows'][k] for k in keys]], meta=store['meta']), path)
 
+def view_key(key: bytes, view: int, augment: str) -> bytes:
+    "The store key of augmented view `view` (>= 1) of the image with key `key`."
+    return hashlib.blake2b(key + f'|view {view}|{augment}'.encode(), digest_size=16).digest()
+
+def keyed_views(augment: Callable,  # a batched augmentation (`datasets.make_augment`)
+                keys: list[bytes]   # the store key of each row of the split being extracted (`view_key`)
+               ) -> Callable:
+    "f(x, idx) for `extract_features`: row i is augmented with random numbers seeded by its key, whatever batch it falls in."
+    def f(x, idx):
+        out = torch.empty_like(x)
+        with torch.random.fork_rng(devices=[]):
+            for j, i in enumerate(idx.tolist()):
+                torch.manual_seed(int.from_bytes(keys[i][:7], 'little'))
+                out[j] = augment(x[j:j + 1])[0]
+        return out
+    return f
+
 def cached_features(dataset,                        # an ImageDataset: .name, .train/.val/.test, .classes, .hierarchy, .description, .image_shape
                     backbone: str = 'efficientnet_lite0',
                     pretrained: bool = True,
@@ -328,41 +401,58 @@ def cached_features(dataset,                        # an ImageDataset: .name, .t
                     seed: int = 0,                  # initialisation seed of an untrained backbone (pretrained=False)
                     batch_size: int = 64, device: str | torch.device = 'cpu',
                     progress: bool | None = None,   # None: when more than 2,000 images are extracted
+                    trainable: int | None = None,   # None: pooled features of the whole network; k: the maps entering its last k blocks (`split_backbone`)
+                    views: int = 1,                 # with `trainable`: rows per training image, the image itself then views - 1 augmented copies
+                    augment: str | None = None,     # the augmentation of those copies (`datasets.make_augment`: 'flip', 'crop', 'affine')
                     **backbone_kwargs) -> FeatureDataset:
-    "The dataset with its images replaced by frozen-backbone features, computed once and cached on disk."
+    "The dataset with its images replaced by frozen-backbone features (or maps), computed once and cached on disk."
+    if views > 1 and (trainable is None or augment in (None, 'none')):
+        raise ValueError(f"views = {views} needs trainable (cached maps for a trainable top) and an augmentation ('flip', 'crop' or 'affine'), "
+                         f"got trainable={trainable!r}, augment={augment!r}")
     shape = tuple(getattr(dataset, 'image_shape', ())) or tuple(dataset.train.x.shape[1:])
     if isinstance(image_size, int): image_size = (image_size, image_size)
     size = tuple(image_size) if image_size else tuple(shape[-2:])
-    weights = 'imagenet' if pretrained else f'random-s{seed}'
-    path = feature_cache_path(dataset, backbone, weights, size, cache_dir)
+    weights, part = 'imagenet' if pretrained else f'random-s{seed}', backbone if trainable is None else f'{backbone}-maps{trainable}'
+    path = feature_cache_path(dataset, part, weights, size, cache_dir)
     parts = {k: s for k in ('train', 'val', 'test') if (s := getattr(dataset, k, None)) is not None}
-    keys = {k: image_keys(s) for k, s in parts.items()}
-    missing = lambda store: {k: [i for i, key in enumerate(ks) if key not in store['rows']] for k, ks in keys.items()}
+    base = {k: image_keys(s) for k, s in parts.items()}
+    sets = [(k, 0, base[k]) for k in parts] + [('train', v, [view_key(key, v, augment) for key in base['train']])
+                                              for v in range(1, views) if 'train' in parts]   # (split, view, store keys of its rows)
+    missing = lambda store: [[i for i, key in enumerate(ks) if key not in store['rows']] for _, _, ks in sets]
     store = _read_store(path); new = missing(store)
-    if any(new.values()):   # a complete store is only read (it may lie in a read-only folder)
+    if any(new):   # a complete store is only read (it may lie in a read-only folder)
         check_writable(path.parent, 'HIER_REPRO_CACHE')   # before the work, not after
         with file_lock(path.with_name(path.name + '.lock'), f'waiting for another process extracting features into {path.name}'):
             store = _read_store(path); new = missing(store)   # another process may have added them meanwhile
-            if any(new.values()):
+            if any(new):
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
                     net = create_backbone(backbone, pretrained=pretrained, in_chans=shape[0] if shape else 3,
                                           input_mean=getattr(dataset, 'mean', None), input_std=getattr(dataset, 'std', None), **backbone_kwargs)
-                t, n_new = time.perf_counter(), sum(map(len, new.values()))
-                for k, rows in new.items():
-                    if rows: _append(store, [keys[k][r] for r in rows], extract_features(net, parts[k] if len(rows) == len(parts[k]) else
-                                                                                        parts[k].subset(torch.tensor(rows)), batch_size, device, image_size,
-                                                                                        n_new > 2000 if progress is None else progress, f'{backbone} features of {dataset.name} {k}'))
+                if trainable is not None: net = split_backbone(net, trainable)[0]
+                aug = make_augment(augment, shape) if views > 1 else None
+                t, n_new = time.perf_counter(), sum(map(len, new))
+                for (k, v, ks), rows in zip(sets, new):
+                    if not rows: continue
+                    sub, rkeys = parts[k] if len(rows) == len(parts[k]) else parts[k].subset(torch.tensor(rows)), [ks[r] for r in rows]
+                    _append(store, rkeys, extract_features(net, sub, batch_size, device, image_size, n_new > 2000 if progress is None else progress,
+                                                           f"{part} {'maps' if trainable else 'features'} of {dataset.name} {k}" + (f' view {v}' if v else ''),
+                                                           augment=keyed_views(aug, rkeys) if v else None, dtype=torch.float16 if trainable else torch.float32))
                 store['meta'] = dict(dataset=dataset.name, backbone=backbone, weights=weights, image_size=list(size), version=FEATURE_CACHE_VERSION,
-                                     seconds=store['meta'].get('seconds', 0.0) + time.perf_counter() - t)
+                                     seconds=store['meta'].get('seconds', 0.0) + time.perf_counter() - t, trainable=trainable)
                 _write_store(store, path)
-    splits = {k: TensorSplit(store['x'][[store['rows'][key] for key in keys[k]]], torch.as_tensor(s.y)) for k, s in parts.items()}
-    dim = next(iter(splits.values())).x.shape[1]
+    rows_of = lambda ks: store['x'][[store['rows'][key] for key in ks]]
+    splits = {k: TensorSplit(rows_of(ks).float(), torch.as_tensor(parts[k].y)) for k, v, ks in sets if v == 0}
+    if views > 1 and 'train' in parts:   # maps stay float16 (converted per batch); the other splits are float32
+        splits['train'] = ViewSplit(torch.stack([rows_of(ks) for k, v, ks in sets if k == 'train'], 1), torch.as_tensor(parts['train'].y))
+    first = next(iter(splits.values()))
+    dim = first.x.shape[2 if isinstance(first, ViewSplit) else 1:] if trainable else first.x.shape[1]
     splits |= {k: None for k in ('train', 'val', 'test') if k not in splits}
     for k, s in splits.items():   # keep per-sample extras of the image splits (clean labels under label noise, coarse labels)
         for attr in ('y_clean', 'coarse'):
             if s is not None and getattr(parts[k], attr, None) is not None: setattr(s, attr, getattr(parts[k], attr))
-    meta = dict(store['meta'], extracted_now=sum(map(len, new.values())))
+    meta = dict(store['meta'], extracted_now=sum(map(len, new)))
+    if trainable is not None: meta.update(views=views, augment=augment if views > 1 else None)
     desc = dict(getattr(dataset, 'description', {}) or {}, features=dict(meta, cache=str(path)))
-    return FeatureDataset(f"{dataset.name}+{backbone}", splits['train'], splits['val'], splits['test'],
+    return FeatureDataset(f"{dataset.name}+{part}", splits['train'], splits['val'], splits['test'],
                           list(dataset.classes), getattr(dataset, 'hierarchy', None), desc, dim)

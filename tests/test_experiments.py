@@ -1,6 +1,7 @@
 "End-to-end runs: ProxyDR through papermill, exact resume of a real run, the CLI, the random-CNN claim."
 import json, os, subprocess, sys
 from pathlib import Path
+import numpy as np
 import pytest
 import torch
 
@@ -143,3 +144,26 @@ def test_parallel_grid_equals_sequential(tmp_path):
         for rep in ('proxy', 'proto'):
             for k, v in a['metrics'][rep].items():
                 assert b['metrics'][rep][k] == pytest.approx(v, rel=1e-4, abs=1e-6), (a['record_name'], rep, k)
+
+
+def test_partial_regime_trains_the_top_on_cached_views(tmp_path, monkeypatch, one_thread):
+    "The e2e profile on photos (a synthetic CUB in the official layout): each paper's run trains Lite0's last block on maps of cached views."
+    from test_gpu_check import synthetic_cub
+    from hier_repro.experiments import run, resolve_config, prepare_data
+    import hier_repro.avgk, hier_repro.dmlcrc, hier_repro.proxydr
+    monkeypatch.setenv('HIER_REPRO_CACHE', str(tmp_path / 'cache')); monkeypatch.setenv('HIER_REPRO_RUNS', str(tmp_path / 'runs'))
+    root = synthetic_cub(tmp_path / 'CUB_200_2011')
+    base = dict(dataset='cub', root=str(root), train_flag=0, profile='e2e', epochs=2, views=3, image_size=32,
+                results_dir=str(tmp_path / 'results'), run_dir=None, allow_dirty=True)
+    data = prepare_data(resolve_config('avgk', method='ce', **base))
+    assert type(data.train).__name__ == 'ViewSplit' and data.train.x.shape[1:3] == (3, 192) and data.val.x.ndim == 4
+    assert data.description['features']['extracted_now'] == 3 * len(data.train) + len(data.val) + len(data.test)
+    for exp, kw in [('avgk', dict(method='two_head', K=2)), ('dmlcrc', dict(method='dmlcrc', m=2)), ('proxydr', dict(model='proxydr', option='standard'))]:
+        rec = run(exp, {**base, **kw})
+        assert rec['regime'] == 'cub__efficientnet_lite0-partial', rec['regime']
+        assert rec['config']['trainable'] == 1 and rec['config']['views'] == 3 and rec['config']['augment'] == 'affine'
+        feats = rec['dataset']['description']['features']
+        assert feats['views'] == 3 and feats['extracted_now'] == 0 and feats['backbone'] == 'efficientnet_lite0'   # the maps are reused
+        assert len(rec['fit']['history']) == 2 and all(np.isfinite(h['train_loss']) for h in rec['fit']['history'])
+    with pytest.raises(ValueError, match='set frozen=False and pretrained=True'):
+        resolve_config('avgk', **{**base, 'frozen': True})
