@@ -97,7 +97,7 @@ RUN_OPTIONS = dict(results_dir=None, run_dir=None, force=False, allow_dirty=Fals
 PROFILES = {
     # profile: values for keys left None
     'test':  dict(epochs=1, lr=1e-3, batch_size=64, n_train=320, n_val=160, n_test=320, R=50, mds_steps=100, augment='none'),
-    'quick': dict(lr=1e-3, augment='none'),
+    'quick': dict(lr=1e-3, augment='none', noise_mode='other', redraw_data=True),   # Average-K's data protocol as in e2e
     'paper': dict(epochs=100, lr=1e-4, batch_size=32, augment='affine', backbone='resnet50', pretrained=True, frozen=False),
     'e2e':   dict(lr=1e-3, augment='crop', schedule='cosine', selection='rule',      # the like-for-like settings, where an experiment has the key:
                   noise_mode='other', redraw_data=True,                            # Average-K: noise flips to another label; seeds redraw noise / tail
