@@ -74,6 +74,8 @@ def check_dmlcrc(cfg: dict, given: dict) -> dict:
     if not spec['train'] and cfg['profile'] == 'e2e':
         raise ValueError(f"{cfg['method']} is a closed form on frozen pretrained features: run it with profile='quick'; in the e2e profile "
                          "CRC on learned features is the residual rule of the softmax record (metrics['residual'])")
+    if not spec['train'] and (cfg.get('trainable') or (cfg.get('views') or 1) > 1):
+        raise ValueError(f"{cfg['method']} is a closed form on frozen features: trainable / views do not apply; leave them unset")
     if not spec['train']: cfg.update(frozen=True, pretrained=True if cfg['pretrained'] is None else cfg['pretrained'])
     if cfg['dictionary'] not in ('memory', 'full', 'batch'): raise ValueError(f"dictionary must be 'memory', 'full' or 'batch', not {cfg['dictionary']!r}")
     return cfg

@@ -182,7 +182,7 @@ def check_ranges(cfg: dict) -> dict:
         if v is None or isinstance(v, bool) or not isinstance(v, (int, float)): continue
         if not np.isfinite(v) or v < low or (v == low and not inclusive):
             raise ValueError(f"{k} = {v!r} is out of range: it must be {'>=' if inclusive else '>'} {low} and finite")
-    if cfg.get('trainable') is not None and (cfg.get('frozen') or cfg.get('pretrained') is False):
+    if cfg.get('trainable') is not None and (cfg.get('frozen') or cfg.get('pretrained') is not True):
         raise ValueError(f"trainable = {cfg['trainable']} trains the last blocks of a pretrained backbone on the maps of its frozen ones: "
                          "set frozen=False and pretrained=True, or leave trainable unset")
     if (cfg.get('views') or 1) > 1 and cfg.get('trainable') is None:

@@ -208,15 +208,15 @@ def create_backbone(name: str,                    # one of `list_backbones()`
 
 # %% ../nbs/02_models.ipynb #334892de
 class Lite0Part(nn.Module):
-    "Blocks [first, last) of an EfficientNet-Lite0, with the stem before block 0 and the head convolution and pooling after the last block."
-    def __init__(self, net: 'EfficientNetLite0', first: int, last: int, scale=1.0, shift=0.0):
+    "Blocks [first, last) of an EfficientNet-Lite0, with the stem first when `stem`, the head convolution and pooling after the last block."
+    def __init__(self, net: 'EfficientNetLite0', first: int, last: int, scale=1.0, shift=0.0, stem: bool = False):
         super().__init__()
         n = len(net._blocks)
-        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()) if first == 0 else None
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()) if stem else None
         self.blocks = nn.Sequential(*net._blocks[first:last])
         self.head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6()) if last == n else None
         self.register_buffer('scale', torch.as_tensor(scale, dtype=torch.float32)); self.register_buffer('shift', torch.as_tensor(shift, dtype=torch.float32))
-        self.out_dim = net.out_dim if last == n else net._blocks[last - 1]._bn2.num_features
+        self.out_dim = net.out_dim if last == n else net._blocks[last - 1]._bn2.num_features if last else net._bn0.num_features
     def forward(self, x):
         if self.stem is not None: x = self.stem(x * self.scale + self.shift)
         x = self.blocks(x)
@@ -232,7 +232,7 @@ def split_backbone(m: nn.Module,     # an EfficientNet-Lite0 from `create_backbo
                          "use backbone='efficientnet_lite0', or frozen=True / False for the whole network")
     n = len(net._blocks)
     if not 1 <= trainable <= n: raise ValueError(f"trainable = {trainable}: EfficientNet-Lite0 has {n} blocks, train between 1 and {n} of them")
-    return Lite0Part(net, 0, n - trainable, scale, shift), Lite0Part(net, n - trainable, n)
+    return Lite0Part(net, 0, n - trainable, scale, shift, stem=True), Lite0Part(net, n - trainable, n)
 
 # %% ../nbs/02_models.ipynb #59e51ea5
 IMAGENET_BIRDS = set(range(7, 25)) | set(range(80, 101)) | set(range(127, 147))   # ImageNet-1k bird class indices (59)
@@ -383,13 +383,14 @@ def view_key(key: bytes, view: int, augment: str) -> bytes:
 def keyed_views(augment: Callable,  # a batched augmentation (`datasets.make_augment`)
                 keys: list[bytes]   # the store key of each row of the split being extracted (`view_key`)
                ) -> Callable:
-    "f(x, idx) for `extract_features`: row i is augmented with random numbers seeded by its key, whatever batch it falls in."
+    "f(x, idx) for `extract_features`: row i is augmented on the CPU with random numbers seeded by its key, whatever batch or device."
     def f(x, idx):
         out = torch.empty_like(x)
-        with torch.random.fork_rng(devices=[]):
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):   # manual_seed reseeds CUDA too: restore it
             for j, i in enumerate(idx.tolist()):
                 torch.manual_seed(int.from_bytes(keys[i][:7], 'little'))
-                out[j] = augment(x[j:j + 1])[0]
+                out[j] = augment(x[j:j + 1].cpu())[0].to(x.device)
         return out
     return f
 
