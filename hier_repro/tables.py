@@ -132,7 +132,7 @@ DATASET_NAMES = {'fashion_mnist_small': 'Fashion-MNIST', 'fashion_mnist': 'Fashi
                  'nabirds': 'NABirds', 'flowers102': 'Oxford Flowers 102', 'pets': 'Oxford-IIIT Pets', 'plantnet300k': 'Pl@ntNet-300K',
                  'imagenet1k': 'ImageNet-1k'}
 BACKBONE_NAMES = {'smallcnn': 'SmallCNN', 'resnet18': 'ResNet-18', 'resnet50': 'ResNet-50', 'vgg19': 'VGG-19', 'efficientnet_lite0': 'EfficientNet-Lite0'}
-REGIME_KINDS = {'frozen': 'frozen {weights} {net}', 'partial': '{weights} {net}, {top} trained on cached maps{views}',
+REGIME_KINDS = {'frozen': 'frozen {weights} {net}', 'partial': '{weights} {net} with {top} trained (cached maps{views})',
                 'finetuned': 'fine-tuned {weights} {net}', 'scratch': '{net} trained from scratch'}
 
 def _dataset_words(ds: str, record: dict | None) -> str:
@@ -157,8 +157,8 @@ def regime_title(regime: str,              # '<dataset>__<backbone>-<frozen|part
     if kind not in REGIME_KINDS: return f'{words}, {BACKBONE_NAMES.get(model, model)}'
     cfg = (record or {}).get('config') or {}
     k, v = cfg.get('trainable'), cfg.get('views') or 1
-    top = 'its last blocks' if k is None else 'its last block and head convolution' if k == 1 else f'its last {k} blocks and head convolution'
-    return f"{words}, {REGIME_KINDS[kind].format(weights='ImageNet' if cfg.get('pretrained', True) is not False else 'randomly initialised', net=BACKBONE_NAMES.get(net, net), top=top, views=f' of {v} augmented views' if v > 1 else '')}"
+    top = 'its last blocks' if k is None else 'its last block' if k == 1 else f'its last {k} blocks'
+    return f"{words}, {REGIME_KINDS[kind].format(weights='ImageNet' if cfg.get('pretrained', True) is not False else 'randomly initialised', net=BACKBONE_NAMES.get(net, net), top=top, views=f', {v} views' if v > 1 else '')}"
 
 def regime_titles(df: pd.DataFrame) -> dict[str, str]:
     "{regime: `regime_title`} of each regime (`dataset` column) in a `load_results` frame, from its first record (the id's words alone when it cannot be read)."
