@@ -207,7 +207,7 @@ DMLCRC = register(Experiment(
     check=check_dmlcrc, stem=dmlcrc_config_name, extra=_dmlcrc_extra, val_score=dmlcrc_val_score,
     axes=lambda cfg: {'method': list(E2E_METHODS if cfg.get('profile') == 'e2e' else DMLCRC_METHODS)}, summary=_dmlcrc_summary, notebook='exp_dmlcrc',
     title='DML-CRC: a learned Mahalanobis metric in a collaborative-representation loss',
-    plans={'quick': dict(grid=True, seeds='1-3'), 'e2e': dict(grid=True, seeds='1-5', profile='e2e'),
+    plans={'quick': dict(grid=True, seeds='1-5'), 'e2e': dict(grid=True, seeds='1-5', profile='e2e'),
            'paper': dict(grid=True, seeds='1-3', profile='paper', backbone='vgg19')}, help=DMLCRC_HELP,
     types=dict(metric_dim=int, renorm=bool, l_penalty=float), choices=dict(method=DMLCRC_METHODS, dictionary=('memory', 'full', 'batch')), rank=4))
 
