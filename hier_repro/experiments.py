@@ -139,7 +139,7 @@ _TRUE, _FALSE = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
 def coerce(key: str, value, kind: type):
     "`value` as `kind` (bool, int, float or str): strings from papermill or the shell converted, None kept; a clear error otherwise."
     if value is None or kind is None or isinstance(value, (list, tuple)): return value
-    if isinstance(value, str) and value.strip().lower() in ('none', 'null'): return None
+    if isinstance(value, str) and value.strip().lower() in ('none', 'null') and key != 'augment': return None   # augment 'none' is a value
     try:
         if kind is bool:
             if isinstance(value, bool): return value
@@ -187,6 +187,11 @@ def check_ranges(cfg: dict) -> dict:
                          "set frozen=False and pretrained=True, or leave trainable unset")
     if (cfg.get('views') or 1) > 1 and cfg.get('trainable') is None:
         raise ValueError(f"views = {cfg['views']} are cached maps for a partly trainable backbone: set trainable (e.g. 1), or leave views unset")
+    if cfg.get('trainable') is not None and cfg.get('backbone') not in (None, 'efficientnet_lite0'):
+        raise ValueError(f"trainable = {cfg['trainable']} (a partly trainable backbone; the e2e profile sets it on photos) is implemented for "
+                         f"efficientnet_lite0, not {cfg['backbone']}: use backbone efficientnet_lite0, or profile quick / paper for {cfg['backbone']}")
+    if (cfg.get('views') or 1) > 1 and cfg.get('augment') in (None, 'none'):
+        raise ValueError(f"views = {cfg['views']} caches augmented copies of each training image: set augment to flip, crop or affine, or views to 1")
     return cfg
 
 # %% ../nbs/07_experiments.ipynb #0f626ca7
