@@ -17,13 +17,14 @@ from .core import (results_root, runs_root, atomic_write, write_result, read_res
 from .training import fit, resolve_device
 
 # %% auto #0
-__all__ = ['COMMON_DEFAULTS', 'RUN_OPTIONS', 'PROFILES', 'QUICK_BY_DATASET', 'E2E_BY_DATASET', 'SMALL_DATASETS', 'KEY_TYPES',
-           'RANGES', 'COMMON_CHOICES', 'NOTEBOOK_KEYS', 'Experiment', 'register', 'get_experiment', 'list_experiments',
-           'profile_layers', 'coerce', 'parse_schedule', 'check_ranges', 'plain_layers', 'resolve_config', 'key_type',
-           'identity', 'config_hash', 'config_diff', 'regime', 'record_stem', 'results_dir_for', 'record_path',
-           'checkpoint_dir', 'ConfigMismatch', 'reusable', 'trim_split', 'load_dataset', 'prepare_data',
-           'make_backbone', 'dataset_summary', 'run', 'require_clean', 'grid_points', 'grid_todo', 'grid', 'run_groups',
-           'run_many', 'injected_parameters', 'notebook_config', 'notebook_seeds', 'show_training']
+__all__ = ['COMMON_DEFAULTS', 'RUN_OPTIONS', 'NOISE_PROTOCOL', 'PROFILES', 'QUICK_BY_DATASET', 'E2E_BY_DATASET', 'SMALL_DATASETS',
+           'KEY_TYPES', 'RANGES', 'COMMON_CHOICES', 'NOTEBOOK_KEYS', 'Experiment', 'register', 'get_experiment',
+           'list_experiments', 'profile_layers', 'coerce', 'parse_schedule', 'check_ranges', 'plain_layers',
+           'resolve_config', 'key_type', 'identity', 'config_hash', 'config_diff', 'regime', 'record_stem',
+           'results_dir_for', 'record_path', 'checkpoint_dir', 'ConfigMismatch', 'reusable', 'trim_split',
+           'load_dataset', 'prepare_data', 'make_backbone', 'dataset_summary', 'run', 'require_clean', 'grid_points',
+           'grid_todo', 'grid', 'run_groups', 'run_many', 'injected_parameters', 'notebook_config', 'notebook_seeds',
+           'show_training']
 
 # %% ../nbs/07_experiments.ipynb #e21d5bc0
 def _no_extra(cfg, data, model, loss, fitted, metrics) -> dict: return {}
@@ -94,13 +95,14 @@ COMMON_DEFAULTS = dict(
 RUN_OPTIONS = dict(results_dir=None, run_dir=None, force=False, allow_dirty=False,
                    retrain=None)   # with force: also train again (None: as force; False: resume a finished training of the same config)
 
+NOISE_PROTOCOL = dict(noise_mode='other', redraw_data=True)   # Average-K: noise flips to another label; seeds redraw noise / tail
 PROFILES = {
     # profile: values for keys left None
     'test':  dict(epochs=1, lr=1e-3, batch_size=64, n_train=320, n_val=160, n_test=320, R=50, mds_steps=100, augment='none'),
-    'quick': dict(lr=1e-3, augment='none', noise_mode='other', redraw_data=True),   # Average-K's data protocol as in e2e
+    'quick': dict(lr=1e-3, augment='none', **NOISE_PROTOCOL),
     'paper': dict(epochs=100, lr=1e-4, batch_size=32, augment='affine', backbone='resnet50', pretrained=True, frozen=False),
     'e2e':   dict(lr=1e-3, augment='crop', schedule='cosine', selection='rule',      # the like-for-like settings, where an experiment has the key:
-                  noise_mode='other', redraw_data=True,                            # Average-K: noise flips to another label; seeds redraw noise / tail
+                  **NOISE_PROTOCOL,                                                 # Average-K's data protocol (also in quick)
                   learn_tau=True, renorm=True, l_penalty=1e-2),                    # DML-CRC: temperature learned in both arms, z = Lf/|Lf|, |L - I|^2
 }
 QUICK_BY_DATASET = {   # test / quick profiles: a frozen ImageNet EfficientNet-Lite0 (offline weights), neck + head trained on its features

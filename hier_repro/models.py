@@ -292,9 +292,9 @@ class TensorSplit:
     def __len__(self): return len(self.y)
     def __repr__(self): return f"TensorSplit({len(self)} x {tuple(self.x.shape[1:])})"
     def subset(self, idx) -> 'TensorSplit':
-        "A new TensorSplit with the rows `idx`."
+        "A new split of the same kind with the rows `idx`."
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return TensorSplit(self.x[idx.to(self.x.device)], self.y[idx.to(self.y.device)])
+        return type(self)(self.x[idx.to(self.x.device)], self.y[idx.to(self.y.device)])
     def batches(self, batch_size: int, shuffle: bool = False, generator=None, device='cpu', augment=None, drop_last: bool = False):
         "Yield (x, y, idx) batches on `device`; `shuffle` uses `generator`."
         if augment is not None: raise ValueError("augmentation applies to images, not to precomputed features: pass augment=None")
@@ -310,10 +310,6 @@ class TensorSplit:
 class ViewSplit(TensorSplit):
     "A training split of N x V x ... cached views: shuffled passes draw a view per row, ordered passes see view 0 (the image itself)."
     def __repr__(self): return f"ViewSplit({len(self)} x {self.x.shape[1]} views x {tuple(self.x.shape[2:])})"
-    def subset(self, idx) -> 'ViewSplit':
-        "A new ViewSplit with the rows `idx` (all their views)."
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return ViewSplit(self.x[idx.to(self.x.device)], self.y[idx.to(self.y.device)])
     def batches(self, batch_size: int, shuffle: bool = False, generator=None, device='cpu', augment=None, drop_last: bool = False):
         "Yield (x, y, idx) batches (x float32 on `device`); `shuffle` draws the order and the views with `generator`."
         if augment is not None: raise ValueError("a ViewSplit holds views augmented when they were cached: pass augment=None")
@@ -446,8 +442,7 @@ def cached_features(dataset,                        # an ImageDataset: .name, .t
     splits = {k: TensorSplit(rows_of(ks).float(), torch.as_tensor(parts[k].y)) for k, v, ks in sets if v == 0}
     if views > 1 and 'train' in parts:   # maps stay float16 (converted per batch); the other splits are float32
         splits['train'] = ViewSplit(torch.stack([rows_of(ks) for k, v, ks in sets if k == 'train'], 1), torch.as_tensor(parts['train'].y))
-    first = next(iter(splits.values()))
-    dim = first.x.shape[2 if isinstance(first, ViewSplit) else 1:] if trainable else first.x.shape[1]
+    dim = store['x'].shape[1:] if trainable else store['x'].shape[1]   # maps (C, H, W) or a feature size
     splits |= {k: None for k in ('train', 'val', 'test') if k not in splits}
     for k, s in splits.items():   # keep per-sample extras of the image splits (clean labels under label noise, coarse labels)
         for attr in ('y_clean', 'coarse'):
